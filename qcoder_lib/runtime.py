@@ -1,0 +1,115 @@
+"""Where the course runs: the device, the scale profile and reproducible seeding.
+
+One switch, ``QCODER_PROFILE``, sets how big everything is:
+
+- ``smoke``: what CI and nbval run; every notebook in minutes on 2 CPU cores.
+- ``cpu``: a learner's laptop; a model that learns something in about 15 minutes.
+- ``gpu``: one GPU; models of tens to hundreds of millions of parameters.
+
+The same code runs every profile; only sizes change (see :func:`by_profile`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+PROFILES = ("smoke", "cpu", "gpu")
+T = TypeVar("T")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return False
+
+
+def get_profile() -> str:
+    """Return the scale profile: ``QCODER_PROFILE`` if set, else ``smoke`` under CI, else
+    ``gpu`` when CUDA is available, else ``cpu``.
+
+    Raises ``ValueError`` naming the variable when it holds an unknown profile.
+    """
+    name = os.environ.get("QCODER_PROFILE", "").strip().lower()
+    if name:
+        if name not in PROFILES:
+            raise ValueError(
+                f"QCODER_PROFILE={name!r} is not a profile; choose one of {', '.join(PROFILES)}"
+            )
+        return name
+    if os.environ.get("CI"):
+        return "smoke"
+    return "gpu" if _cuda_available() else "cpu"
+
+
+def by_profile(smoke: T, cpu: T, gpu: T, profile: str | None = None) -> T:
+    """Pick the value for the current (or given) profile: ``by_profile(64, 512, 4096)``."""
+    profile = profile or get_profile()
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(PROFILES)}")
+    return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile]
+
+
+def get_device(prefer: str | None = None):
+    """Return the ``torch.device`` to use: ``prefer`` or ``QCODER_DEVICE`` if given, else
+    cuda > mps > cpu.
+
+    Raises ``RuntimeError`` when the requested device is not available here.
+    """
+    import torch
+
+    want = (prefer or os.environ.get("QCODER_DEVICE", "")).strip().lower()
+    if want:
+        kind = want.split(":")[0]
+        ok = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": getattr(torch.backends, "mps", None) is not None
+            and torch.backends.mps.is_available(),
+        }.get(kind)
+        if ok is None:
+            raise ValueError(f"device {want!r} is not one of cpu, cuda, mps")
+        if not ok:
+            raise RuntimeError(f"device {want!r} was requested but is not available here")
+        return torch.device(want)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (all devices) so that CPU runs repeat exactly.
+
+    With ``deterministic=True`` torch also refuses non-deterministic kernels, which makes GPU
+    runs repeatable at some cost in speed.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+
+
+def ensure_triton_backend() -> str:
+    """Make Triton usable here: on a machine without a GPU set ``TRITON_INTERPRET=1`` (Triton's
+    CPU interpreter) before Triton is imported. Returns ``"gpu"`` or ``"interpreter"``.
+
+    The interpreter computes bf16 wrongly (it casts to fp32), cannot autotune over several
+    configs and has no ``do_bench``; the kernels and tests account for this.
+    """
+    if _cuda_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        return "gpu"
+    os.environ["TRITON_INTERPRET"] = "1"
+    return "interpreter"
