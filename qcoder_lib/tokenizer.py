@@ -1,9 +1,57 @@
 """Qwen2.5-Coder's tokenizer and its special tokens.
 
-(Being written: issue 3. The special-token table below is the contract other modules use.)
+What this module gives the course:
+
+- ``SPECIAL_TOKENS``: the Qwen2.5 special-token table with the official ids, and
+  ``SPECIAL_TOKEN_PURPOSE``: what each one is for (and whether this course uses it).
+- :func:`train_tokenizer`: a byte-level BPE tokenizer built the way Qwen2's is (NFC normaliser,
+  Qwen2 pre-tokenizer regex that splits digits one by one, byte-level alphabet so that every
+  string can be encoded), with the 22 special tokens appended after the regular vocabulary in
+  Qwen's order, and Qwen2.5's ChatML chat template. It returns a
+  ``transformers.PreTrainedTokenizerFast`` that ``save_pretrained`` / ``from_pretrained`` (and
+  ``AutoTokenizer``) handle like any hub tokenizer.
+- :func:`load_tokenizer`: a folder written by ``save_pretrained`` or a hub name (for instance
+  ``Qwen/Qwen2.5-Coder-0.5B`` when online).
+- :func:`course_tokenizer`: the course's tokenizer for a profile, trained once on the embedded
+  corpus (:func:`tokenizer_corpus`) and cached under ``artifacts/tokenizer-<profile>/``.
+- :func:`encode_data`: the only right way to encode text that comes from data. A file that
+  contains the literal string ``<|endoftext|>`` is encoded as the characters it holds, never as
+  the special id; special tokens enter a sequence only by id (:func:`special_id`).
+- :func:`special_id`, :func:`qwen_id_map`, :func:`padded_vocab_size`: ids in a given tokenizer.
+
+Vocabulary layout. ``vocab_size`` in :func:`train_tokenizer` counts the *regular* tokens (the 256
+byte symbols plus the learned merges), like Qwen's 151,643. The special tokens follow in
+Qwen's order, so ``special_id(tok, t) == regular_size + SPECIAL_TOKENS[t] - 151643`` for every
+special token ``t``, and ``len(tok) == regular_size + 22``. The model's embedding may have more
+rows than that (Qwen: 151,936), see :func:`padded_vocab_size`.
+
+Choices (documented here, tested in ``tests/test_tokenizer.py``):
+
+- ``eos_token`` and ``pad_token`` are both ``<|endoftext|>`` (as in Qwen2.5's base models; the
+  instruct models set eos to ``<|im_end|>``, the chat template ends each turn with it). Padding
+  positions are masked by the attention mask / loss mask, so sharing the id is harmless, and the
+  vocabulary stays identical to Qwen's layout (no extra pad token). There is no bos token.
+- Normalisation: NFC, as Qwen. So the round trip ``decode(encode_data(tok, x)) == x`` holds for
+  NFC-normalised strings; in general ``decode(encode_data(tok, x)) == unicodedata.normalize(
+  "NFC", x)``. We keep the normaliser (rather than dropping it for an exact round trip) because
+  it is part of what a Qwen tokenizer is, and NFC only merges canonically equivalent forms (an
+  ``e`` followed by a combining accent becomes ``é``), which look the same to a reader.
+- Lone surrogates (``"\\ud800"``; only reachable from Python strings, never from valid UTF-8
+  files) cannot be encoded: :func:`encode_data` raises ``ValueError`` naming the position.
+- Decoding does not "clean up tokenization spaces" (that would change `` .`` into ``.`` in code).
 """
 
 from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import random
+import sysconfig
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 # The Qwen2.5 special tokens with their official ids (after the 151,643 regular BPE tokens).
 SPECIAL_TOKENS: dict[str, int] = {
@@ -30,3 +78,609 @@ SPECIAL_TOKENS: dict[str, int] = {
     "<|repo_name|>": 151663,
     "<|file_sep|>": 151664,
 }
+
+# Number of regular (BPE) tokens in the real Qwen2.5 vocabulary: ids 0 .. 151642.
+QWEN_REGULAR_VOCAB = 151643
+# Rows of the embedding matrix in Qwen2.5-Coder 0.5B-3B (7B+ use 152064): the vocabulary padded.
+QWEN_EMBEDDING_ROWS = 151936
+
+# What each special token is for, and whether this course's model is trained with it.
+SPECIAL_TOKEN_PURPOSE: dict[str, tuple[str, bool]] = {
+    "<|endoftext|>": ("end of a document; eos of base models; also the pad token", True),
+    "<|im_start|>": ("ChatML: opens a turn, followed by the role and a newline", True),
+    "<|im_end|>": ("ChatML: closes a turn; eos of instruct models", True),
+    "<|object_ref_start|>": ("vision-language (Qwen2-VL): start of a referred object", False),
+    "<|object_ref_end|>": ("vision-language: end of a referred object", False),
+    "<|box_start|>": ("vision-language: start of a bounding box", False),
+    "<|box_end|>": ("vision-language: end of a bounding box", False),
+    "<|quad_start|>": ("vision-language: start of a quadrilateral", False),
+    "<|quad_end|>": ("vision-language: end of a quadrilateral", False),
+    "<|vision_start|>": ("vision-language: start of an image or video", False),
+    "<|vision_end|>": ("vision-language: end of an image or video", False),
+    "<|vision_pad|>": ("vision-language: vision placeholder", False),
+    "<|image_pad|>": ("vision-language: image patch placeholder", False),
+    "<|video_pad|>": ("vision-language: video frame placeholder", False),
+    "<tool_call>": ("function calling: opens a tool call (JSON)", False),
+    "</tool_call>": ("function calling: closes a tool call", False),
+    "<|fim_prefix|>": ("fill-in-the-middle: the code before the hole follows", True),
+    "<|fim_middle|>": ("fill-in-the-middle: the missing middle follows (what is generated)", True),
+    "<|fim_suffix|>": ("fill-in-the-middle: the code after the hole follows", True),
+    "<|fim_pad|>": ("fill-in-the-middle: padding inside FIM samples", True),
+    "<|repo_name|>": ("repository level: the repository's name follows", True),
+    "<|file_sep|>": ("repository level: a new file (its path, then its content) follows", True),
+}
+
+# The special tokens a code model needs at minimum (used by the notebook's "missing FIM" demo).
+FIM_TOKENS = ("<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>")
+REPO_TOKENS = ("<|repo_name|>", "<|file_sep|>")
+
+# Qwen2's pre-tokenizer regex: contractions, letters (with one leading non-letter), single digits,
+# punctuation runs (with one leading space), newlines, whitespace.
+PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+    r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+DEFAULT_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+# Qwen2.5(-Coder)-Instruct's chat template (ChatML, tools support), as published by Qwen.
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if tools %}\n"
+    "    {{- '<|im_start|>system\\n' }}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- messages[0]['content'] }}\n"
+    "    {%- else %}\n"
+    "        {{- '" + DEFAULT_SYSTEM_PROMPT + "' }}\n"
+    "    {%- endif %}\n"
+    '    {{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.'
+    "\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n"
+    "    {%- for tool in tools %}\n"
+    '        {{- "\\n" }}\n'
+    "        {{- tool | tojson }}\n"
+    "    {%- endfor %}\n"
+    '    {{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and '
+    "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+    '{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n" }}\n'
+    "{%- else %}\n"
+    "    {%- if messages[0]['role'] == 'system' %}\n"
+    "        {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
+    "    {%- else %}\n"
+    "        {{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- for message in messages %}\n"
+    '    {%- if (message.role == "user") or (message.role == "system" and not loop.first) '
+    'or (message.role == "assistant" and not message.tool_calls) %}\n'
+    "        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n"
+    '    {%- elif message.role == "assistant" %}\n'
+    "        {{- '<|im_start|>' + message.role }}\n"
+    "        {%- if message.content %}\n"
+    "            {{- '\\n' + message.content }}\n"
+    "        {%- endif %}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- if tool_call.function is defined %}\n"
+    "                {%- set tool_call = tool_call.function %}\n"
+    "            {%- endif %}\n"
+    "            {{- '\\n<tool_call>\\n{\"name\": \"' }}\n"
+    "            {{- tool_call.name }}\n"
+    "            {{- '\", \"arguments\": ' }}\n"
+    "            {{- tool_call.arguments | tojson }}\n"
+    "            {{- '}\\n</tool_call>' }}\n"
+    "        {%- endfor %}\n"
+    "        {{- '<|im_end|>\\n' }}\n"
+    '    {%- elif message.role == "tool" %}\n'
+    '        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}\n'
+    "            {{- '<|im_start|>user' }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\\n<tool_response>\\n' }}\n"
+    "        {{- message.content }}\n"
+    "        {{- '\\n</tool_response>' }}\n"
+    '        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}\n'
+    "            {{- '<|im_end|>\\n' }}\n"
+    "        {%- endif %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|im_start|>assistant\\n' }}\n"
+    "{%- endif %}\n"
+)
+
+# Regular vocabulary size (without the 22 special tokens) of the course tokenizer per profile.
+COURSE_VOCAB_SIZE = {"smoke": 2048, "cpu": 8192, "gpu": 32768}
+# Characters of training text per profile, split code / docs / math as the report's 70/20/10 mix.
+COURSE_CORPUS_CHARS = {"smoke": 1_500_000, "cpu": 8_000_000, "gpu": 40_000_000}
+CORPUS_MIX = {"code": 0.7, "docs": 0.2, "math": 0.1}
+# Bump when the corpus or the training recipe changes, so that cached tokenizers are rebuilt.
+COURSE_TOKENIZER_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _backend_pipeline():
+    """A ``tokenizers.Tokenizer`` with Qwen2's normaliser, pre-tokenizer and decoder, no vocab."""
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
+
+    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+def _iter_texts(texts_or_files: Iterable) -> Iterator[str]:
+    """Yield training texts: strings as they are, ``Path`` objects (or strings naming an existing
+    file) read as UTF-8."""
+    for item in texts_or_files:
+        if isinstance(item, os.PathLike):
+            yield Path(item).read_text(encoding="utf-8", errors="replace")
+        elif isinstance(item, str):
+            if "\n" not in item and len(item) < 4096 and os.path.isfile(item):
+                yield Path(item).read_text(encoding="utf-8", errors="replace")
+            else:
+                yield item
+        else:
+            raise TypeError(
+                f"train_tokenizer: texts_or_files holds a {type(item).__name__}; "
+                "expected str (text or file name) or a path"
+            )
+
+
+def train_tokenizer(
+    texts_or_files: Iterable,
+    vocab_size: int,
+    *,
+    min_frequency: int = 2,
+    chat_template: str = QWEN25_CHAT_TEMPLATE,
+    model_max_length: int = 32768,
+    show_progress: bool = False,
+):
+    """Train a Qwen2-style byte-level BPE tokenizer and return a ``PreTrainedTokenizerFast``.
+
+    ``texts_or_files``: strings of text, or paths (``Path`` or a string naming a file) to read.
+    ``vocab_size``: number of *regular* tokens (256 byte symbols + merges); the 22 special tokens
+    come after them in Qwen's order. If the corpus cannot support that many merges, fewer
+    regular tokens are learned (``regular_vocab_size(tok)`` tells).
+    ``min_frequency``: a pair must occur at least this often to be merged.
+
+    Raises ``ValueError`` when ``vocab_size`` is smaller than the 256-symbol byte alphabet.
+    """
+    from tokenizers import AddedToken, pre_tokenizers, trainers
+
+    if vocab_size < 256:
+        raise ValueError(f"vocab_size={vocab_size} is below the 256 byte symbols of byte-level BPE")
+    backend = _backend_pipeline()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=show_progress,
+    )
+    backend.train_from_iterator(_iter_texts(texts_or_files), trainer=trainer)
+    n_regular = backend.get_vocab_size(with_added_tokens=False)
+    backend.add_special_tokens(
+        [AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS]
+    )
+    for token, qwen_id in SPECIAL_TOKENS.items():
+        got = backend.token_to_id(token)
+        want = n_regular + qwen_id - QWEN_REGULAR_VOCAB
+        if got != want:  # a regular token equal to a special one would break the layout
+            raise RuntimeError(f"special token {token!r} got id {got}, expected {want}")
+    return _wrap(backend, chat_template=chat_template, model_max_length=model_max_length)
+
+
+def _wrap(backend, *, chat_template: str, model_max_length: int):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        clean_up_tokenization_spaces=False,
+        split_special_tokens=False,  # never save True: apply_chat_template would break
+        model_max_length=model_max_length,
+        chat_template=chat_template,
+        # listed as Qwen's tokenizer_config does (transformers 5 calls them extra_special_tokens)
+        additional_special_tokens=[t for t in SPECIAL_TOKENS if t != "<|endoftext|>"],
+    )
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
+    """Load a tokenizer from a folder written by ``save_pretrained`` (this course's, or a
+    downloaded Qwen one) or, when online, from a hub name such as ``"Qwen/Qwen2.5-Coder-0.5B"``.
+
+    Raises ``FileNotFoundError`` naming the path when a local-looking path does not exist.
+    """
+    from transformers import AutoTokenizer
+
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True, **kwargs)
+    text = str(name_or_path)
+    if text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1):
+        raise FileNotFoundError(f"tokenizer folder {text!r} does not exist")
+    return AutoTokenizer.from_pretrained(text, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Ids and encoding
+# --------------------------------------------------------------------------------------------
+
+
+def special_id(tokenizer, token: str) -> int:
+    """The id of special token ``token`` (e.g. ``"<|fim_prefix|>"``) in ``tokenizer``.
+
+    Raises ``KeyError`` naming the token when it is not a Qwen special token or is missing from
+    this tokenizer (a tokenizer without FIM tokens cannot do FIM).
+    """
+    if token not in SPECIAL_TOKENS:
+        raise KeyError(f"{token!r} is not a Qwen2.5 special token (see SPECIAL_TOKENS)")
+    tid = tokenizer.convert_tokens_to_ids(token)
+    vocab_has = token in tokenizer.get_vocab()
+    if tid is None or not vocab_has:
+        raise KeyError(f"special token {token!r} is not in this tokenizer")
+    return int(tid)
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    """``{token: id}`` for every Qwen special token present in ``tokenizer``."""
+    vocab = tokenizer.get_vocab()
+    return {t: int(vocab[t]) for t in SPECIAL_TOKENS if t in vocab}
+
+
+def qwen_id_map(tokenizer) -> dict[int, int]:
+    """Map official Qwen2.5 special ids (151643 ...) to the ids of the same tokens here."""
+    return {SPECIAL_TOKENS[t]: i for t, i in special_ids(tokenizer).items()}
+
+
+def regular_vocab_size(tokenizer) -> int:
+    """Number of regular (non-special) tokens: the id of ``<|endoftext|>`` when the layout is
+    Qwen's (specials right after the regular vocabulary)."""
+    return special_id(tokenizer, "<|endoftext|>")
+
+
+def padded_vocab_size(tokenizer, multiple: int = 128) -> int:
+    """Rows for the model's embedding: ``len(tokenizer)`` rounded up to ``multiple`` (matrix
+    shapes that are multiples of 64/128 run faster on GPUs). Qwen keeps spare rows too: 151,665
+    tokens in 151,936 = 1187 * 128 rows. The tokenizer never produces the padded ids."""
+    n = len(tokenizer)
+    return -(-n // multiple) * multiple
+
+
+def check_encodable(text: str, what: str = "text") -> None:
+    """Raise ``ValueError`` naming the position of the first lone surrogate in ``text`` (such a
+    string is not valid Unicode and has no UTF-8 bytes to tokenize)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{what} holds a lone surrogate {text[e.start]!r} at position {e.start}; "
+            "it has no UTF-8 bytes (repair it, e.g. text.encode('utf-8', 'replace').decode())"
+        ) from None
+
+
+def encode_data(tokenizer, text: str) -> list[int]:
+    """Encode ``text`` that comes from data (a source file, a document) as data.
+
+    Any special-token string inside it (``"<|endoftext|>"``, ``"<|fim_prefix|>"``, ...) is
+    split into ordinary tokens, so that special ids only enter a sequence when code puts them
+    there by id. No bos/eos is added. Raises ``ValueError`` for a lone surrogate (with its
+    position).
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"encode_data: text is a {type(text).__name__}, expected str")
+    check_encodable(text)
+    return encode_data_batch(tokenizer, [text])[0]
+
+
+def encode_data_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    """:func:`encode_data` for many texts at once (the Rust backend encodes them in parallel)."""
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"encode_data_batch: texts[{i}] is a {type(t).__name__}, expected str")
+        check_encodable(t, what=f"texts[{i}]")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (pure Python) tokenizer: the transformers path
+        return [list(tokenizer.encode(t, add_special_tokens=False, split_special_tokens=True))
+                for t in texts]
+    # Added tokens that are not flagged special (a real Qwen2.5 tokenizer's FIM and tool tokens)
+    # are matched even in split mode: texts that contain one go through the plain BPE pipeline.
+    plain_added = [a.content for a in tokenizer.added_tokens_decoder.values() if not a.special]
+    out: list[list[int] | None] = [None] * len(texts)
+    fast_i = []
+    for i, t in enumerate(texts):
+        if any(a in t for a in plain_added):
+            out[i] = _encode_without_added_tokens(backend, t)
+        else:
+            fast_i.append(i)
+    before = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:  # the backend directly: no "longer than model_max_length" warning for whole files
+        encodings = backend.encode_batch([texts[i] for i in fast_i], add_special_tokens=False)
+    finally:
+        backend.encode_special_tokens = before  # never leave the tokenizer in split mode
+    for i, e in zip(fast_i, encodings):
+        out[i] = e.ids
+    return out
+
+
+def _encode_without_added_tokens(backend, text: str) -> list[int]:
+    """normaliser -> pre-tokenizer -> BPE model, step by step, skipping added-token matching."""
+    if backend.normalizer is not None:
+        text = backend.normalizer.normalize_str(text)
+    pieces = backend.pre_tokenizer.pre_tokenize_str(text) if backend.pre_tokenizer else [(text, None)]
+    return [t.id for piece, _ in pieces for t in backend.model.tokenize(piece)]
+
+
+def decode(tokenizer, ids) -> str:
+    """Decode ids back to text exactly (no space clean-up; special tokens kept as text)."""
+    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def bytes_per_token(tokenizer, texts: Iterable[str]) -> float:
+    """UTF-8 bytes per token over ``texts`` encoded as data: the compression the vocabulary
+    buys (higher is better: fewer positions for the same content)."""
+    n_bytes = n_tokens = 0
+    for t in texts:
+        n_bytes += len(t.encode("utf-8"))
+        n_tokens += len(encode_data(tokenizer, t))
+    if n_tokens == 0:
+        raise ValueError("bytes_per_token: texts hold no tokens")
+    return n_bytes / n_tokens
+
+
+def render_chatml(messages: list[dict], *, add_generation_prompt: bool = False,
+                  system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+    """ChatML written by hand (no template engine), as Qwen2.5 formats a conversation without
+    tools: a default system turn when the first message is not a system one, then
+    ``<|im_start|>{role}\\n{content}<|im_end|>\\n`` per message, then ``<|im_start|>assistant\\n``
+    when ``add_generation_prompt``. The reference the chat template is tested against."""
+    out = []
+    if not messages or messages[0]["role"] != "system":
+        out.append(f"<|im_start|>system\n{system_prompt}<|im_end|>\n")
+    for m in messages:
+        out.append(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n")
+    if add_generation_prompt:
+        out.append("<|im_start|>assistant\n")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# The embedded corpus and the cached course tokenizer
+# --------------------------------------------------------------------------------------------
+
+_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__",
+              "lib2to3", "turtledemo", "ensurepip", "venv", "config-3", "tkinter"}
+
+
+def _stdlib_py_files() -> list[Path]:
+    """The standard library's ``.py`` files (no tests, no site-packages), sorted by name."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in _SKIP_DIRS and not d.startswith(("config-", "test")))
+        for f in filenames:
+            if f.endswith(".py") and not f.startswith("test_"):
+                files.append(Path(dirpath) / f)
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _docstrings(source: str) -> list[str]:
+    """Module, class and function docstrings of a Python source (parsed, not imported)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node)
+            if doc and len(doc) > 80:
+                out.append(doc)
+    return out
+
+
+def _math_texts(n_chars: int, seed: int) -> list[str]:
+    """Generated arithmetic and algebra, worked step by step (the corpus's math share)."""
+    rng = random.Random(seed)
+    out, total = [], 0
+    while total < n_chars:
+        kind = rng.randrange(6)
+        a, b, c = rng.randint(2, 999), rng.randint(2, 99), rng.randint(1, 50)
+        if kind == 0:
+            t = f"Compute {a} + {b} * {c}.\nFirst {b} * {c} = {b * c}, then {a} + {b * c} = {a + b * c}."
+        elif kind == 1:
+            t = (f"Solve {b}x + {c} = {b * a + c}.\nSubtract {c}: {b}x = {b * a}. "
+                 f"Divide by {b}: x = {a}.")
+        elif kind == 2:
+            t = (f"A box holds {b} pencils. How many pencils are in {c} boxes?\n"
+                 f"{c} \\times {b} = {b * c}. The answer is {b * c}.")
+        elif kind == 3:
+            t = f"$\\frac{{{a}}}{{{b}}} + \\frac{{{c}}}{{{b}}} = \\frac{{{a + c}}}{{{b}}}$"
+        elif kind == 4:
+            t = f"Let $f(x) = {b}x^2 - {c}$. Then $f({c}) = {b} \\cdot {c * c} - {c} = {b * c * c - c}$."
+        else:
+            t = f"{a} mod {b} = {a % b}, since {a} = {b} \\cdot {a // b} + {a % b}."
+        out.append(t)
+        total += len(t) + 2
+    return ["\n\n".join(out[i:i + 20]) for i in range(0, len(out), 20)]
+
+
+def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
+                     n_chars: int | None = None) -> dict[str, list[str]]:
+    """The embedded corpus the course tokenizer is trained on: ``{"code": [...], "docs": [...],
+    "math": [...]}`` in the report's 70/20/10 mix, about ``COURSE_CORPUS_CHARS[profile]``
+    characters in all (or ``n_chars``).
+
+    code: the running Python's standard library ``.py`` files; docs: the Python reference manual
+    topics (``pydoc_data``) and docstrings from the library; math: generated worked arithmetic.
+    ``split="heldout"`` returns a disjoint, smaller sample (for measuring bytes per token on text
+    the tokenizer has not seen). The selection is deterministic for a given Python version.
+    """
+    from qcoder_lib.runtime import get_profile
+
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split={split!r}: expected 'train' or 'heldout'")
+    profile = profile or get_profile()
+    total = n_chars or COURSE_CORPUS_CHARS[profile]
+    if split == "heldout":
+        total = n_chars or max(150_000, total // 10)
+    budget = {k: int(total * v) for k, v in CORPUS_MIX.items()}
+
+    files = _stdlib_py_files()
+    random.Random(0).shuffle(files)
+    n_heldout = max(10, len(files) // 10)
+    files = files[:n_heldout] if split == "heldout" else files[n_heldout:]
+    code, docs, size_code, size_docs = [], [], 0, 0
+    for f in files:
+        if size_code >= budget["code"] and size_docs >= budget["docs"]:
+            break
+        try:
+            src = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if len(src) > 200_000:
+            continue
+        if size_code < budget["code"]:
+            code.append(src)
+            size_code += len(src)
+        for d in _docstrings(src):
+            if size_docs < budget["docs"] * 0.5:  # half docstrings, half the reference manual
+                docs.append(d)
+                size_docs += len(d)
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:  # pragma: no cover - part of the standard library
+        topics = {}
+    names = sorted(topics)
+    random.Random(1).shuffle(names)
+    cut = max(1, len(names) // 8)
+    names = names[:cut] if split == "heldout" else names[cut:]
+    for name in names:
+        if size_docs >= budget["docs"]:
+            break
+        docs.append(topics[name])
+        size_docs += len(topics[name])
+    math = _math_texts(budget["math"], seed=0 if split == "train" else 12345)
+    return {"code": code, "docs": docs, "math": math}
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def default_artifacts_dir() -> Path:
+    """Where built artefacts go: ``$QCODER_ARTIFACTS`` if set, else ``artifacts/`` in the
+    repository (git-ignored), else ``~/.cache/qcoder-course`` for a non-editable install."""
+    env = os.environ.get("QCODER_ARTIFACTS")
+    if env:
+        return Path(env)
+    root = _repo_root()
+    if (root / "pyproject.toml").exists():
+        return root / "artifacts"
+    return Path.home() / ".cache" / "qcoder-course"
+
+
+def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | None = None,
+                     *, rebuild: bool = False):
+    """The course's tokenizer for ``profile`` (smoke: 2,048 regular tokens, cpu: 8,192,
+    gpu: 32,768; +22 special), trained on :func:`tokenizer_corpus` once and cached in
+    ``<artifacts>/tokenizer-<profile>/`` (``cache_dir`` overrides the folder).
+
+    A cached tokenizer is reused when its recipe (vocabulary size, corpus size, Python version,
+    course tokenizer version) matches; otherwise, or with ``rebuild=True``, it is retrained.
+    Safe when several processes ask at once (a lock file serialises training).
+    """
+    import platform
+
+    from qcoder_lib.runtime import get_profile
+
+    profile = profile or get_profile()
+    if profile not in COURSE_VOCAB_SIZE:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(COURSE_VOCAB_SIZE)}")
+    folder = Path(cache_dir) if cache_dir else default_artifacts_dir() / f"tokenizer-{profile}"
+    recipe = {
+        "version": COURSE_TOKENIZER_VERSION,
+        "profile": profile,
+        "vocab_size": COURSE_VOCAB_SIZE[profile],
+        "corpus_chars": COURSE_CORPUS_CHARS[profile],
+        "python": platform.python_version(),
+    }
+    meta_path = folder / "course_tokenizer.json"
+
+    def cached_ok() -> bool:
+        try:
+            return json.loads(meta_path.read_text())["recipe"] == recipe
+        except (OSError, ValueError, KeyError):
+            return False
+
+    if not rebuild and cached_ok():
+        return load_tokenizer(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with _FileLock(folder.parent / f".{folder.name}.lock"):
+        if not rebuild and cached_ok():  # another process built it while we waited
+            return load_tokenizer(folder)
+        start = time.perf_counter()
+        corpus = tokenizer_corpus(profile)
+        texts = [t for part in ("code", "docs", "math") for t in corpus[part]]
+        tok = train_tokenizer(texts, COURSE_VOCAB_SIZE[profile])
+        seconds = time.perf_counter() - start
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        tok.save_pretrained(str(tmp))
+        digest = hashlib.sha256("".join(texts).encode("utf-8", "replace")).hexdigest()[:16]
+        info = {"recipe": recipe, "corpus_sha256_16": digest, "train_seconds": round(seconds, 2),
+                "corpus_chars": {k: sum(map(len, v)) for k, v in corpus.items()}}
+        (tmp / "course_tokenizer.json").write_text(json.dumps(info, indent=1))
+        if folder.exists():
+            import shutil
+
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    return load_tokenizer(folder)
+
+
+class _FileLock:
+    """An exclusive lock on a file (``fcntl`` where available; no-op elsewhere)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "w")
+        try:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_UN)
+        except ImportError:  # pragma: no cover
+            pass
+        self.fh.close()
+        return False
