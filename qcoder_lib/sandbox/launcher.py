@@ -1,0 +1,360 @@
+"""The sandbox launcher: the small root-side program between the parent and untrusted code.
+
+This file is executed as a script (``python -I -S launcher.py CONFIG_JSON``) by
+:func:`qcoder_lib.sandbox.run_code`, never imported by untrusted code. It uses only the
+standard library and ``ctypes`` so that it starts fast and runs single-threaded, which makes
+``fork`` safe here (the parent never forks itself: it only ``exec``s this script).
+
+Process tree (host pids on the left)::
+
+    parent (your Python, maybe threaded / CUDA)   waits, reads pipes, decides the verdict
+     └─ L  launcher, new session                  unshare(net, mount, pid, ipc, uts)
+         └─ I  "init", pid 1 of the new pid ns    mounts, reaps, kills everything at the end
+             └─ P  the program                    rlimits, own process group, no-new-privs,
+                                                  unprivileged uid, minimal env, then exec
+
+Every layer that cannot be set up is skipped, and each process writes one JSON line on the
+status pipe saying which layers are active, so the parent can report them. The last line,
+written by I, is the program's exit status and resource usage.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _call(name, *args):
+    """Call a libc function; raise OSError (with errno) when it returns -1."""
+    fn = getattr(_libc, name)
+    if fn(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+def _mount(src, target, fstype, flags, data=None):
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _call("mount", enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
+
+
+def _report(fd, **fields):
+    """Write one JSON line on the status pipe (small writes on a pipe are atomic)."""
+    try:
+        os.write(fd, (json.dumps(fields) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _children_of(pid):
+    """Host-visible children of ``pid``, found by scanning /proc (works in every mode)."""
+    kids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[1]) == pid:
+            kids.append(int(name))
+    return kids
+
+
+def _sweep_uid(uid):
+    """Kill every process of ``uid`` (only ever called with a uid unique to this run)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)  # as this uid: only its own processes
+        except OSError:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+class _Init:
+    """What I does: start P, reap everything, and leave nothing alive when P is done."""
+
+    def __init__(self, cfg, status_fd, in_pid_ns):
+        self.cfg, self.status_fd, self.in_pid_ns = cfg, status_fd, in_pid_ns
+        self.child = None
+        self.unique_uid = None
+
+    def kill_all(self, *_):
+        if self.in_pid_ns and os.getpid() == 1:
+            # pid 1 of our own namespace: -1 means every process of the namespace, nothing else.
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            return
+        if self.child:
+            try:
+                os.killpg(self.child, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.unique_uid is not None:
+            _sweep_uid(self.unique_uid)
+        for _ in range(50):  # orphans are re-parented to us (we are a child subreaper)
+            kids = [k for k in _children_of(os.getpid()) if k != self.child]
+            if not kids:
+                break
+            for k in kids:
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.reap_all(block=False)
+
+    def reap_all(self, block):
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def setup_mounts(self):
+        """Private mounts: fresh /proc, private /dev/shm, everything read-only but the workdir."""
+        layers = {}
+        cfg = self.cfg
+        try:
+            _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do propagates to the host
+        except OSError:
+            return {"mount_ns": False}
+        layers["mount_ns"] = True
+        if self.in_pid_ns:
+            try:
+                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                layers["private_proc"] = True
+            except OSError:
+                layers["private_proc"] = False
+        work = cfg["workdir"]
+        try:
+            # Keep the program files, then put a size-limited tmpfs on the working directory.
+            files = {}
+            for name in os.listdir(work):
+                with open(os.path.join(work, name), "rb") as f:
+                    files[name] = f.read()
+            size = int(cfg.get("workdir_mb", 64))
+            _mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=0700")
+            for name, data in files.items():
+                with open(os.path.join(work, name), "wb") as f:
+                    f.write(data)
+            layers["workdir_tmpfs"] = True
+        except OSError:
+            layers["workdir_tmpfs"] = False
+            try:
+                _mount(work, work, None, MS_BIND)
+            except OSError:
+                pass
+        try:
+            if os.path.isdir("/dev/shm"):
+                _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+        except OSError:
+            pass
+        try:
+            # A bind remount changes only this namespace's view of "/", never the host's.
+            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            layers["readonly_root"] = True
+        except OSError:
+            layers["readonly_root"] = False
+        return layers
+
+    def run(self):
+        cfg = self.cfg
+        layers = {"pid_ns": self.in_pid_ns}
+        try:
+            _call("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            layers["subreaper"] = True
+        except OSError:
+            layers["subreaper"] = False
+        if cfg.get("mount_ns"):
+            layers.update(self.setup_mounts())
+        _report(self.status_fd, who="init", layers=layers)
+        signal.signal(signal.SIGUSR1, self.kill_all)  # the parent's "time is up"
+        signal.signal(signal.SIGTERM, self.kill_all)
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_w)
+            _exec_program(cfg, self.status_fd, ready_r)  # never returns
+        os.close(ready_r)
+        self.child = pid
+        if cfg.get("uid") is not None and cfg.get("unique_uid"):
+            self.unique_uid = cfg["uid"]
+        os.close(ready_w)  # P may exec now that we know its pid (see _exec_program)
+        t0 = time.monotonic()
+        while True:
+            try:
+                got, status, usage = os.wait4(pid, 0)
+            except ChildProcessError:
+                status, usage = None, None
+                break
+            if got == pid:
+                break
+        wall = time.monotonic() - t0
+        self.kill_all()
+        self.reap_all(block=True)
+        out = {"who": "exit", "wall_s": wall}
+        if status is not None:
+            if os.WIFSIGNALED(status):
+                out["signal"] = os.WTERMSIG(status)
+            else:
+                out["exit_code"] = os.WEXITSTATUS(status)
+            out["cpu_s"] = usage.ru_utime + usage.ru_stime
+            out["maxrss_kb"] = usage.ru_maxrss
+        _report(self.status_fd, **out)
+        os._exit(0)
+
+
+def _exec_program(cfg, status_fd, ready_r):
+    """In P: limits, own process group, unprivileged uid, minimal env, then exec."""
+    import resource
+
+    layers = {}
+    try:
+        os.setpgid(0, 0)
+        layers["process_group"] = True
+    except OSError:
+        layers["process_group"] = False
+    os.read(ready_r, 1)  # wait until I has recorded our pid
+    os.close(ready_r)
+    limits = {
+        "cpu": (resource.RLIMIT_CPU, cfg["cpu_s"], cfg["cpu_s"] + 1),
+        "address_space": (resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"]),
+        "file_size": (resource.RLIMIT_FSIZE, cfg["fsize_bytes"], cfg["fsize_bytes"]),
+        "open_files": (resource.RLIMIT_NOFILE, cfg["nofile"], cfg["nofile"]),
+        "processes": (resource.RLIMIT_NPROC, cfg["nproc"], cfg["nproc"]),
+        "core": (resource.RLIMIT_CORE, 0, 0),
+    }
+    ok = True
+    for _, (which, soft, hard) in limits.items():
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (OSError, ValueError):
+            ok = False
+    layers["rlimits"] = ok
+    work = cfg["workdir"]
+    uid = cfg.get("uid")
+    layers["unprivileged_user"] = False
+    if uid is not None and os.geteuid() == 0:
+        # Our own uid first; "nobody" if the OS refuses it (e.g. a small user-ns uid map).
+        for candidate in (uid, 65534):
+            try:
+                os.chown(work, candidate, candidate)
+                os.setgroups([])
+                os.setgid(candidate)
+                os.setuid(candidate)
+                layers["unprivileged_user"] = True
+                layers["unique_uid"] = candidate == uid
+                break
+            except OSError:
+                continue
+    try:
+        _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        layers["no_new_privs"] = True
+    except OSError:
+        layers["no_new_privs"] = False
+    argv = cfg["argv"]
+    if not layers["unprivileged_user"] and cfg.get("argv_privileged"):
+        argv = cfg["argv_privileged"]  # still root: the caller's own interpreter
+    no_sockets = not cfg.get("net_ns_active") and not cfg.get("network")
+    layers["sockets_disabled"] = no_sockets
+    argv = [("no-sockets" if no_sockets else "net-ok") if a == "NET" else a for a in argv]
+    _report(status_fd, who="program", layers=layers)
+    try:
+        os.chdir(work)
+        stdin_path = cfg.get("stdin_path")
+        fd0 = os.open(stdin_path or os.devnull, os.O_RDONLY)
+        os.dup2(fd0, 0)
+        # fds 1, 2 are the parent's stdout/stderr pipes; keep 3/4 (token, result) if given.
+        keep = {0, 1, 2}
+        for target, fd in ((3, cfg.get("token_fd")), (4, cfg.get("result_fd"))):
+            if fd is not None:
+                os.dup2(fd, target)
+                os.set_inheritable(target, True)
+                keep.add(target)
+        for fd in range(3, 1024):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.execve(argv[0], argv, cfg["env"])
+    except BaseException as e:  # noqa: BLE001 - report and die, never return into I's code
+        try:
+            os.write(2, f"sandbox: could not start the program: {e}\n".encode())
+        finally:
+            os._exit(127)
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    status_fd = cfg["status_fd"]
+    try:
+        _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # die with the parent
+    except OSError:
+        pass
+    layers = {"session": os.getsid(0) == os.getpid()}
+    flags = {"net_ns": CLONE_NEWNET, "ipc_ns": CLONE_NEWIPC, "uts_ns": CLONE_NEWUTS}
+    if cfg.get("mount_ns"):
+        flags["mount_ns_unshared"] = CLONE_NEWNS
+    if cfg.get("pid_ns"):
+        flags["pid_ns_unshared"] = CLONE_NEWPID
+    for name, flag in flags.items():
+        if name == "net_ns" and not cfg.get("net_ns"):
+            layers[name] = False
+            continue
+        try:
+            _call("unshare", flag)
+            layers[name] = True
+        except OSError:
+            layers[name] = False
+    cfg["mount_ns"] = layers.pop("mount_ns_unshared", False)
+    cfg["net_ns_active"] = layers["net_ns"]
+    if cfg.get("unique_uid"):
+        cfg["uid"] = 1_000_000 + os.getpid()  # unique among live runs: our pid is
+    in_pid_ns = layers.pop("pid_ns_unshared", False)
+    init = _Init(cfg, status_fd, in_pid_ns)
+    pid = os.fork()
+    if pid == 0:
+        init.run()  # never returns
+    _report(status_fd, who="launcher", layers=layers, init_pid=pid)
+
+    def forward(*_):  # the parent asks us to stop: I kills everything it started
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            break
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
