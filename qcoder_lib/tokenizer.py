@@ -43,8 +43,8 @@ Choices (documented here, tested in ``tests/test_tokenizer.py``):
 
 from __future__ import annotations
 
-import ast
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -468,11 +468,12 @@ def render_chatml(messages: list[dict], *, add_generation_prompt: bool = False,
 # --------------------------------------------------------------------------------------------
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__",
-              "lib2to3", "turtledemo", "ensurepip", "venv", "config-3", "tkinter"}
+              "lib2to3", "turtledemo", "ensurepip", "venv", "tkinter", "idlelib"}
 
 
-def _stdlib_py_files() -> list[Path]:
-    """The standard library's ``.py`` files (no tests, no site-packages), sorted by name."""
+def _stdlib_py_files() -> list[str]:
+    """The standard library's ``.py`` files (no tests, no site-packages) as paths relative to
+    it, sorted."""
     root = Path(sysconfig.get_paths()["stdlib"])
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -480,107 +481,86 @@ def _stdlib_py_files() -> list[Path]:
                              if d not in _SKIP_DIRS and not d.startswith(("config-", "test")))
         for f in filenames:
             if f.endswith(".py") and not f.startswith("test_"):
-                files.append(Path(dirpath) / f)
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+                files.append((Path(dirpath) / f).relative_to(root).as_posix())
+    return sorted(files)
 
 
-def _docstrings(source: str) -> list[str]:
-    """Module, class and function docstrings of a Python source (parsed, not imported)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        return []
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            doc = ast.get_docstring(node)
-            if doc and len(doc) > 80:
-                out.append(doc)
-    return out
+def _in_heldout(key: str) -> bool:
+    """A fixed one-in-eight split by name (so train and held-out never share a document)."""
+    return hashlib.sha1(key.encode()).digest()[0] % 8 == 0
 
 
-def _math_texts(n_chars: int, seed: int) -> list[str]:
-    """Generated arithmetic and algebra, worked step by step (the corpus's math share)."""
-    rng = random.Random(seed)
-    out, total = [], 0
-    while total < n_chars:
-        kind = rng.randrange(6)
-        a, b, c = rng.randint(2, 999), rng.randint(2, 99), rng.randint(1, 50)
-        if kind == 0:
-            t = f"Compute {a} + {b} * {c}.\nFirst {b} * {c} = {b * c}, then {a} + {b * c} = {a + b * c}."
-        elif kind == 1:
-            t = (f"Solve {b}x + {c} = {b * a + c}.\nSubtract {c}: {b}x = {b * a}. "
-                 f"Divide by {b}: x = {a}.")
-        elif kind == 2:
-            t = (f"A box holds {b} pencils. How many pencils are in {c} boxes?\n"
-                 f"{c} \\times {b} = {b * c}. The answer is {b * c}.")
-        elif kind == 3:
-            t = f"$\\frac{{{a}}}{{{b}}} + \\frac{{{c}}}{{{b}}} = \\frac{{{a + c}}}{{{b}}}$"
-        elif kind == 4:
-            t = f"Let $f(x) = {b}x^2 - {c}$. Then $f({c}) = {b} \\cdot {c * c} - {c} = {b * c * c - c}$."
-        else:
-            t = f"{a} mod {b} = {a % b}, since {a} = {b} \\cdot {a // b} + {a % b}."
+def _take(texts: Iterable[str], budget: int) -> list[str]:
+    out, size = [], 0
+    for t in texts:
+        if size >= budget:
+            break
         out.append(t)
-        total += len(t) + 2
-    return ["\n\n".join(out[i:i + 20]) for i in range(0, len(out), 20)]
+        size += len(t)
+    return out
 
 
 def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
                      n_chars: int | None = None) -> dict[str, list[str]]:
     """The embedded corpus the course tokenizer is trained on: ``{"code": [...], "docs": [...],
     "math": [...]}`` in the report's 70/20/10 mix, about ``COURSE_CORPUS_CHARS[profile]``
-    characters in all (or ``n_chars``).
+    characters in all (or ``n_chars``), read through :mod:`qcoder_lib.data.sources`.
 
-    code: the running Python's standard library ``.py`` files; docs: the Python reference manual
-    topics (``pydoc_data``) and docstrings from the library; math: generated worked arithmetic.
-    ``split="heldout"`` returns a disjoint, smaller sample (for measuring bytes per token on text
-    the tokenizer has not seen). The selection is deterministic for a given Python version.
+    code: the running Python's standard library ``.py`` files (tests left out), in a fixed
+    shuffled order so that a small budget still spans many modules; docs: half installed
+    packages' READMEs (text with code, the report's "text-code grounding" data), half the
+    Python reference manual (``pydoc_data.topics``, prose); math: worked problems whose answers
+    were checked by execution (``math_documents``).
+    ``split="heldout"`` returns a disjoint sample, a tenth of the size (at least 150,000
+    characters), for measuring bytes per token on text the tokenizer has not seen. The
+    selection is deterministic for a given Python and set of installed packages.
     """
+    from qcoder_lib.data.sources import (
+        Repo,
+        code_documents,
+        docs_documents,
+        math_documents,
+        site_package_repos,
+        text_documents,
+    )
     from qcoder_lib.runtime import get_profile
 
     if split not in ("train", "heldout"):
         raise ValueError(f"split={split!r}: expected 'train' or 'heldout'")
     profile = profile or get_profile()
-    total = n_chars or COURSE_CORPUS_CHARS[profile]
-    if split == "heldout":
-        total = n_chars or max(150_000, total // 10)
+    if profile not in COURSE_CORPUS_CHARS:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(COURSE_CORPUS_CHARS)}")
+    held = split == "heldout"
+    total = n_chars or (max(150_000, COURSE_CORPUS_CHARS[profile] // 10) if held
+                        else COURSE_CORPUS_CHARS[profile])
     budget = {k: int(total * v) for k, v in CORPUS_MIX.items()}
 
-    files = _stdlib_py_files()
+    files = [f for f in _stdlib_py_files() if _in_heldout(f) == held]
     random.Random(0).shuffle(files)
-    n_heldout = max(10, len(files) // 10)
-    files = files[:n_heldout] if split == "heldout" else files[n_heldout:]
-    code, docs, size_code, size_docs = [], [], 0, 0
-    for f in files:
-        if size_code >= budget["code"] and size_docs >= budget["docs"]:
-            break
-        try:
-            src = f.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        if len(src) > 200_000:
-            continue
-        if size_code < budget["code"]:
-            code.append(src)
-            size_code += len(src)
-        for d in _docstrings(src):
-            if size_docs < budget["docs"] * 0.5:  # half docstrings, half the reference manual
-                docs.append(d)
-                size_docs += len(d)
+    stdlib = Repo("python-stdlib", Path(sysconfig.get_paths()["stdlib"]), files=files)
+    max_bytes = 40_000 if held else 200_000  # held-out: more, smaller files
+    packages = (d for d in code_documents(site_package_repos(), languages=["python"],
+                                          max_files_per_repo=40, max_bytes=max_bytes)
+                if _in_heldout(f"{d.repo}/{d.path}") == held)  # when the stdlib is not enough
+    code_docs = itertools.chain(code_documents([stdlib], max_bytes=max_bytes), packages)
+    code = _take((d.text for d in code_docs), budget["code"])
+
+    readmes = (d.text for d in docs_documents() if _in_heldout(d.repo) == held)
+    docs = _take(readmes, budget["docs"] // 2)
     try:
         from pydoc_data.topics import topics
     except ImportError:  # pragma: no cover - part of the standard library
         topics = {}
-    names = sorted(topics)
+    names = [n for n in sorted(topics) if _in_heldout(n) == held]
     random.Random(1).shuffle(names)
-    cut = max(1, len(names) // 8)
-    names = names[:cut] if split == "heldout" else names[cut:]
-    for name in names:
-        if size_docs >= budget["docs"]:
-            break
-        docs.append(topics[name])
-        size_docs += len(topics[name])
-    math = _math_texts(budget["math"], seed=0 if split == "train" else 12345)
+    docs += _take((topics[n] for n in names), budget["docs"] - sum(map(len, docs)))
+    docstrings = (d.text for d in text_documents(samples_dir=None, include_packages=False)
+                  if _in_heldout(d.path) == held)  # stdlib docstrings, when still short
+    docs += _take(docstrings, budget["docs"] - sum(map(len, docs)))
+
+    seed = 1_000_003 if held else 0
+    problems = (d.text for d in math_documents(max(1, budget["math"] // 100), seed))
+    math = _take(problems, budget["math"])
     return {"code": code, "docs": docs, "math": math}
 
 
