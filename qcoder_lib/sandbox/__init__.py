@@ -111,6 +111,8 @@ class ExecResult:
     stdout_bytes: int = 0  # how many bytes the program really wrote to stdout
     stderr_bytes: int = 0  # how many bytes the program really wrote to stderr
     reason: str = ""  # one line: why this status
+    uid: int | None = None  # the uid the program ran as (None: not dropped, see layers)
+    workdir: str = ""  # its temporary working directory (already deleted)
 
     @property
     def passed(self) -> bool:
@@ -231,6 +233,7 @@ def _execute(
     workdir_mb: int,
     token: bytes | None,
     unprivileged: bool,
+    output_limit_mb: float,
 ) -> tuple[ExecResult, bytes | None]:
     """Launch ``argv`` in the sandbox with ``files`` in its working directory."""
     interp, world_ok = sandbox_interpreter()
@@ -303,9 +306,11 @@ def _execute(
             if fd is not None:
                 os.close(fd)
                 fds_to_close.remove(fd)
-        return _collect(
-            proc, status_r, result_r, t0, timeout_s, max_output_bytes, fds_to_close, drop
+        res, proof = _collect(
+            proc, status_r, result_r, t0, timeout_s, max_output_bytes, output_limit_mb
         )
+        res.workdir = workdir
+        return res, proof
     finally:
         for fd in fds_to_close:
             try:
@@ -326,7 +331,7 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def _collect(proc, status_r, result_r, t0, timeout_s, max_output, fds_to_close, drop):
+def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_mb):
     sel = selectors.DefaultSelector()
     bufs = {"stdout": bytearray(), "stderr": bytearray(), "status": bytearray(), "result": bytearray()}
     totals = dict.fromkeys(bufs, 0)
@@ -337,18 +342,23 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, fds_to_close, 
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
     deadline = t0 + timeout_s
-    timed_out = False
+    timed_out = output_exceeded = False
+    output_limit = int(output_limit_mb * 1024 * 1024)
     hard_deadline = None
     while sel.get_map():
         now = time.monotonic()
-        if not timed_out and now >= deadline:
-            timed_out = True
+        stopping = timed_out or output_exceeded
+        if not stopping and now >= deadline:
+            timed_out = stopping = True
+        if not output_exceeded and totals["stdout"] + totals["stderr"] > output_limit:
+            output_exceeded = stopping = True
+        if stopping and hard_deadline is None:
             _request_stop(proc)
             hard_deadline = now + 3.0
         if hard_deadline is not None and now >= hard_deadline:
             _force_kill(proc)
             break
-        wait = (hard_deadline if timed_out else deadline) - now
+        wait = (hard_deadline if stopping else deadline) - now
         for key, _ in sel.select(timeout=max(0.0, min(wait, 1.0))):
             fd = key.fd
             try:
@@ -375,6 +385,7 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, fds_to_close, 
     wall = time.monotonic() - t0
     layers: dict[str, bool] = {"fresh_process": True, "minimal_env": True, "temp_workdir": True}
     exit_info: dict = {}
+    uid_seen = None
     for line in bytes(bufs["status"]).decode(errors="replace").splitlines():
         try:
             msg = json.loads(line)
@@ -382,12 +393,16 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, fds_to_close, 
             continue
         if msg.get("who") == "exit":
             exit_info = msg
-        else:
+        elif msg.get("who") == "program" and isinstance(msg.get("uid"), int):
+            uid_seen = msg["uid"]
+        if msg.get("who") != "exit":
             for k, v in msg.get("layers", {}).items():
                 if isinstance(v, bool):
                     layers[k] = v
     stderr = _decode(bufs["stderr"], totals["stderr"])
-    status, reason = _classify(exit_info, timed_out, stderr)
+    status, reason = _classify(exit_info, timed_out and not output_exceeded, stderr)
+    if output_exceeded and not timed_out:
+        status, reason = "killed", f"wrote more than {output_limit_mb:g} MB of output"
     res = ExecResult(
         status=status,
         exit_code=exit_info.get("exit_code"),
@@ -401,6 +416,7 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, fds_to_close, 
         stdout_bytes=totals["stdout"],
         stderr_bytes=totals["stderr"],
         reason=reason,
+        uid=uid_seen,
     )
     return res, (bytes(bufs["result"]) if result_r is not None else None)
 
@@ -442,12 +458,15 @@ def run_code(
     workdir_mb: int = 64,
     files: dict[str, str | bytes] | None = None,
     unprivileged: bool = True,
+    output_limit_mb: float = 8.0,
 ) -> ExecResult:
     """Run one untrusted ``program`` in the sandbox and say what happened.
 
     ``passed`` means it exited 0 by itself within ``timeout_s`` (wall clock) and the limits.
     ``stdin`` is fed to it (else it reads ``/dev/null``); ``files`` are extra files put next to
     it in its working directory. ``network=True`` skips the network namespace (not advised).
+    Output beyond ``max_output_bytes`` per stream is dropped (and marked); a program that
+    writes more than ``output_limit_mb`` in all is killed (status ``killed``).
     """
     _check_language(language)
     if not isinstance(program, str):
@@ -469,6 +488,7 @@ def run_code(
         workdir_mb=workdir_mb,
         token=None,
         unprivileged=unprivileged,
+        output_limit_mb=output_limit_mb,
     )
     return res
 
@@ -505,6 +525,7 @@ def check_program(
         max_file_mb=16,
         workdir_mb=64,
         unprivileged=True,
+        output_limit_mb=8.0,
     )
     unknown = set(kwargs) - set(opts)
     if unknown:

@@ -255,6 +255,7 @@ def _exec_program(cfg, status_fd, ready_r):
     layers["rlimits"] = ok
     work = cfg["workdir"]
     uid = cfg.get("uid")
+    ran_as = None
     layers["unprivileged_user"] = False
     if uid is not None and os.geteuid() == 0:
         # Our own uid first; "nobody" if the OS refuses it (e.g. a small user-ns uid map).
@@ -266,6 +267,7 @@ def _exec_program(cfg, status_fd, ready_r):
                 os.setuid(candidate)
                 layers["unprivileged_user"] = True
                 layers["unique_uid"] = candidate == uid
+                ran_as = candidate
                 break
             except OSError:
                 continue
@@ -280,7 +282,7 @@ def _exec_program(cfg, status_fd, ready_r):
     no_sockets = not cfg.get("net_ns_active") and not cfg.get("network")
     layers["sockets_disabled"] = no_sockets
     argv = [("no-sockets" if no_sockets else "net-ok") if a == "NET" else a for a in argv]
-    _report(status_fd, who="program", layers=layers)
+    _report(status_fd, who="program", layers=layers, uid=ran_as)
     try:
         os.chdir(work)
         stdin_path = cfg.get("stdin_path")

