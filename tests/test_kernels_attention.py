@@ -187,7 +187,7 @@ def test_gpu_half_precision_error_at_most_twice_eager(dtype, causal, packed, D):
     doc = None
     if packed:
         doc = torch.sort(torch.randint(0, 5, (B, T), generator=torch.Generator().manual_seed(0)), 1).values.to(DEV)
-    kw = dict(causal=causal, doc_ids=doc)
+    kw = {"causal": causal, "doc_ids": doc}
     ref = _fwd_bwd(attention_reference, *(x.detach().float().requires_grad_(True) for x in (q, k, v)), **kw)
     got = _fwd_bwd(flash_attention, q, k, v, **kw)
     eager = _fwd_bwd(attention_reference, q, k, v, **kw)

@@ -86,7 +86,7 @@ def test_rope_backward_is_rotation_by_minus_theta():
     q, k = _inputs(1, 2, 1, 13, 32, torch.float32, seed=3)
     cos, sin = rope_cos_sin(13, 32, device=DEV)
     q.requires_grad_(True)
-    qo, ko = apply_rope(q, k, cos, sin)
+    qo, _ = apply_rope(q, k, cos, sin)
     (dq,) = torch.autograd.grad(qo, q, grad_outputs=qo.detach())
     assert (dq - q.detach()).abs().max().item() <= FP32_TOL
 

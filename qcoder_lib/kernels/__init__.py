@@ -19,12 +19,12 @@ from qcoder_lib.runtime import ensure_triton_backend
 TRITON_MODE = ensure_triton_backend()  # "gpu" or "interpreter"; must run before `import triton`
 INTERPRETER = TRITON_MODE == "interpreter"
 
-from qcoder_lib.kernels.attention import (  # noqa: E402
+from qcoder_lib.kernels.attention import (
     attention_reference,
     doc_ids_from_cu_seqlens,
     flash_attention,
 )
-from qcoder_lib.kernels.rope import apply_rope, apply_rope_reference, rope_cos_sin  # noqa: E402
+from qcoder_lib.kernels.rope import apply_rope, apply_rope_reference, rope_cos_sin
 
 __all__ = [
     "INTERPRETER",

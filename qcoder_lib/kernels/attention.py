@@ -25,8 +25,6 @@ is used and all arithmetic is done in fp32 (the interpreter gets bf16 wrong).
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 import triton
@@ -315,10 +313,11 @@ def _attn_bwd_dkdv_kernel(
     if CAUSAL:
         lo_diag = start_n
         lo_free = tl.minimum(start_n + BLOCK_N, T)
+        hi_free = tl.maximum(lo_free, t_full)
     else:
         lo_diag = 0
         lo_free = 0
-    hi_free = tl.maximum(lo_free, t_full)
+        hi_free = t_full
     for g in range(GROUP):  # every query head sharing this K/V head, in order: deterministic
         h = hk * GROUP + g
         bh = b * Hq + h
@@ -487,10 +486,10 @@ def _flash_bwd(q, k, v, o, lse, doc, do, causal, scale):
     dv = torch.empty((B, Hkv, T, D), dtype=v.dtype, device=v.device)
     has_doc = doc is not None
     doc_arg = doc if has_doc else lse
-    common = dict(
-        GROUP=Hq // Hkv, HEAD_DIM=D, CAUSAL=causal, HAS_DOC=has_doc,
-        UPCAST=INTERPRETER, DOT_PREC=_dot_precision(q.dtype),
-    )
+    common = {
+        "GROUP": Hq // Hkv, "HEAD_DIM": D, "CAUSAL": causal, "HAS_DOC": has_doc,
+        "UPCAST": INTERPRETER, "DOT_PREC": _dot_precision(q.dtype),
+    }
     args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do),
             Hq, T, triton.next_power_of_2(T), scale * LOG2E, scale)
     _attn_bwd_dkdv[lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * Hkv)](
@@ -583,5 +582,4 @@ __all__ = [
     "attention_reference",
     "doc_ids_from_cu_seqlens",
     "flash_attention",
-    "math",
 ]
