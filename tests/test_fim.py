@@ -1,0 +1,246 @@
+"""File- and repository-level fill-in-the-middle: format, inverse, special tokens, rates."""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qcoder_lib.fim import (
+    FIMConfig,
+    FIMStats,
+    apply_fim,
+    build_ids,
+    fim_token_ids,
+    order_context_files,
+    random_split,
+    render_html,
+    repo_fim,
+    split_fim_ids,
+    unfim,
+    unfim_repo,
+)
+from qcoder_lib.syntax_spans import EXAMPLE_CODE
+from qcoder_lib.tokenizer import SPECIAL_TOKENS, decode, special_ids, train_tokenizer
+
+SETTINGS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """A small byte-level BPE tokenizer trained with the course's real trainer."""
+    corpus = list(EXAMPLE_CODE.values()) * 3 + ["Fill in the middle of the code. Ünïcödé 中文 ✓"]
+    return train_tokenizer(corpus, 400)
+
+
+SPECIAL_STRINGS = list(SPECIAL_TOKENS)
+CODE_BITS = ["def f(x):\n", "    return x + 1\n", "{", "}", "\r\n", "\t", "é", "e\u0301", "😀",
+             "中文", "# comment\n", "'''", '"', "\\", " ", "\n"]
+# arbitrary unicode, code-like text with special-token strings inside, and the empty document
+documents = st.one_of(
+    st.text(),
+    st.lists(st.one_of(st.sampled_from(CODE_BITS + SPECIAL_STRINGS), st.text(max_size=5)),
+             max_size=30).map("".join),
+    st.just(""),
+)
+
+
+def all_special_ids(tok) -> set[int]:
+    return set(special_ids(tok).values())
+
+
+def expected_text(mode: str, pre: str, mid: str, suf: str) -> str:
+    """The sample written as a string, straight from the format definitions."""
+    if mode == "psm":
+        return f"<|fim_prefix|>{pre}<|fim_suffix|>{suf}<|fim_middle|>{mid}<|endoftext|>"
+    if mode == "spm":
+        return f"<|fim_prefix|><|fim_suffix|>{suf}<|fim_middle|>{pre}{mid}<|endoftext|>"
+    return f"{pre}<|endoftext|>"
+
+
+@SETTINGS
+@given(x=documents, seed=st.integers(0, 2**32), mode=st.sampled_from(["psm", "spm", "plain"]))
+def test_unfim_inverts_fim_and_specials_are_exact(tok, x, seed, mode):
+    cfg = FIMConfig(fim_rate=0.0 if mode == "plain" else 1.0, spm_rate=1.0 if mode == "spm" else 0.0)
+    s = apply_fim(x, tok, random.Random(seed), cfg)
+    nfc = unicodedata.normalize("NFC", x)
+    assert s.mode == mode
+    assert unfim(s, tok) == nfc  # == x for text already in NFC
+    assert unfim(s.input_ids, tok) == decode(tok, tok.encode(x, add_special_tokens=False,
+                                                             split_special_tokens=True))
+    assert s.prefix + s.middle + s.suffix == nfc
+    # the layout, read back through the tokenizer's own decode
+    assert decode(tok, s.input_ids) == expected_text(mode, s.prefix, s.middle, s.suffix)
+    # exactly the format's special tokens, where the format puts them; none from the text
+    sp = fim_token_ids(tok)
+    specials = [t for t in s.input_ids if t in all_special_ids(tok)]
+    want = {"psm": ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"],
+            "spm": ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"],
+            "plain": ["<|endoftext|>"]}[mode]
+    assert specials == [sp[n] for n in want]
+    assert s.input_ids[-1] == sp["<|endoftext|>"]
+    if mode != "plain":
+        assert s.input_ids[0] == sp["<|fim_prefix|>"]
+    # the cuts never split a grapheme cluster (a character and its combining marks stay whole)
+    g = regex.findall(r"\X", nfc)
+    assert regex.findall(r"\X", s.prefix) + regex.findall(r"\X", s.middle) + regex.findall(
+        r"\X", s.suffix) == g
+
+
+def test_special_token_strings_in_data_stay_text(tok):
+    x = "a = '<|endoftext|>'  # <|fim_middle|><|file_sep|>\n"
+    for mode in ("psm", "spm", "plain"):
+        cfg = FIMConfig(fim_rate=0.0 if mode == "plain" else 1.0, spm_rate=float(mode == "spm"))
+        s = apply_fim(x, tok, random.Random(3), cfg)
+        n_special = sum(t in all_special_ids(tok) for t in s.input_ids)
+        assert n_special == (1 if mode == "plain" else 4)
+        assert unfim(s, tok) == x
+
+
+def test_lone_surrogate_is_refused(tok):
+    with pytest.raises(ValueError, match="surrogate"):
+        apply_fim("ok \ud800 no", tok, random.Random(0), FIMConfig(fim_rate=1.0))
+
+
+@pytest.mark.parametrize("fim_rate,spm_rate", [(0.5, 0.5), (0.9, 0.1), (0.1, 0.8)])
+def test_achieved_rates_converge_to_configured(tok, fim_rate, spm_rate):
+    n = 4000
+    stats = FIMStats()
+    rng = random.Random(fim_rate * 1000 + spm_rate)
+    cfg = FIMConfig(fim_rate=fim_rate, spm_rate=spm_rate)
+    for i in range(n):
+        apply_fim("xy" * (i % 5), tok, rng, cfg, stats=stats)
+    assert stats.documents == n
+    # 4.5 binomial standard deviations: a wrong rate fails, a right one fails ~1e-5 of seeds
+    assert abs(stats.fim_rate - fim_rate) < 4.5 * (fim_rate * (1 - fim_rate) / n) ** 0.5
+    n_fim = stats.fim
+    assert abs(stats.spm_rate - spm_rate) < 4.5 * (spm_rate * (1 - spm_rate) / n_fim) ** 0.5
+
+
+def test_random_split_is_uniform_over_positions():
+    # two independent uniform positions, sorted: E[min] = n/3, E[max] = 2n/3 (continuous limit)
+    text, rng, n = "abcdefghij" * 9, random.Random(0), 20000
+    cuts = [random_split(text, rng) for _ in range(n)]
+    lo = sum(i for i, _ in cuts) / n
+    hi = sum(j for _, j in cuts) / n
+    assert abs(lo - 90 / 3) < 1.0 and abs(hi - 2 * 90 / 3) < 1.0
+    assert min(i for i, _ in cuts) == 0 and max(j for _, j in cuts) == 90
+
+
+def test_syntax_fallbacks_are_counted(tok):
+    stats = FIMStats()
+    cfg = FIMConfig(fim_rate=1.0, span="syntax")
+    rng = random.Random(0)
+    s = apply_fim("def broken(:\n  pass", tok, rng, cfg, path="a.py", stats=stats)
+    assert s.span == "random (fallback: parse_error)" and unfim(s, tok) == "def broken(:\n  pass"
+    apply_fim("plain words", tok, rng, cfg, path="notes.txt", stats=stats)
+    apply_fim(EXAMPLE_CODE["go"], tok, rng, cfg, path="stats.go", stats=stats)
+    assert stats.fallback == {"parse_error": 1, "no_language": 1}
+    assert stats.syntax == 1 and stats.fallbacks == 2
+
+
+def test_malformed_samples_are_refused(tok):
+    sp = fim_token_ids(tok)
+    ids = build_ids(tok, "psm", "a", "b", "c")
+    with pytest.raises(ValueError, match="fim_middle"):
+        split_fim_ids([t for t in ids if t != sp["<|fim_middle|>"]], tok)
+    with pytest.raises(ValueError, match="second"):
+        split_fim_ids(ids[:-1] + [sp["<|fim_suffix|>"], sp["<|endoftext|>"]], tok)
+    with pytest.raises(ValueError, match="plain"):
+        build_ids(tok, "plain", "a", "b", "")
+    with pytest.raises(ValueError, match="fim_rate"):
+        FIMConfig(fim_rate=1.5)
+
+
+# ---------------------------------------------------------------------------------- repo level
+
+paths = st.from_regex(r"[a-z]{1,3}(/[a-z]{1,3}){0,2}\.py", fullmatch=True)
+repo_files = st.lists(st.tuples(paths, documents), min_size=1, max_size=5,
+                      unique_by=lambda f: f[0])
+
+
+def expected_repo_text(repo, files, target_path, t):
+    out = f"<|repo_name|>{repo}\n"
+    for p, c in files:
+        out += f"<|file_sep|>{p}\n{c}\n"
+    if t.mode == "plain":
+        return out + f"<|file_sep|>{target_path}\n{t.prefix}<|endoftext|>"
+    return out + f"<|file_sep|>{target_path}\n" + expected_text(t.mode, t.prefix, t.middle,
+                                                                   t.suffix)
+
+
+@SETTINGS
+@given(files=repo_files, seed=st.integers(0, 2**32), budget=st.one_of(st.none(),
+       st.integers(40, 400)), fim_rate=st.sampled_from([0.0, 1.0]))
+def test_repo_sample_layout_budget_and_inverse(tok, files, seed, budget, fim_rate):
+    cfg = FIMConfig(fim_rate=fim_rate, spm_rate=0.5)
+    r = repo_fim(files, "my-repo", tok, random.Random(seed), cfg, max_tokens=budget)
+    sp = fim_token_ids(tok)
+    if budget is not None:
+        assert len(r.input_ids) <= budget
+    else:
+        assert r.dropped == [] and r.truncated_chars == 0
+    # every context file is either kept whole or dropped; the target is last
+    nfc = {p: unicodedata.normalize("NFC", c) for p, c in files}
+    assert sorted([p for p, _ in r.files] + r.dropped + [r.target_path]) == sorted(nfc)
+    assert all(nfc[p] == c for p, c in r.files)
+    assert [p for p, _ in r.files] == order_context_files([p for p, _ in r.files], r.target_path)
+    target_kept = nfc[r.target_path][: len(nfc[r.target_path]) - r.truncated_chars]
+    assert r.target.text == target_kept
+    # the layout, decoded by the tokenizer
+    assert decode(tok, r.input_ids) == expected_repo_text("my-repo", r.files, r.target_path,
+                                                          r.target)
+    # special tokens: repo name, one file_sep per file, the FIM ones (or one endoftext)
+    specials = [t for t in r.input_ids if t in all_special_ids(tok)]
+    n_fim = 4 if r.target.mode != "plain" else 1
+    assert len(specials) == 1 + len(r.files) + 1 + n_fim
+    assert specials.count(sp["<|file_sep|>"]) == len(r.files) + 1
+    # the inverse
+    repo, back = unfim_repo(r, tok)
+    assert repo == "my-repo"
+    assert back == r.files + [(r.target_path, target_kept)]
+
+
+def test_repo_budget_keeps_related_files_and_truncates_the_target(tok):
+    files = [
+        ("pkg/core/a.py", EXAMPLE_CODE["python"]),
+        ("pkg/core/b.py", "x = 1\n"),
+        ("pkg/util.py", "def u():\n    return 2\n"),
+        ("docs/conf.py", "project = 'p'\n" * 20),
+    ]
+    rng = random.Random(0)
+    full = repo_fim(files, "r", tok, rng, FIMConfig(fim_rate=1.0), target=0)
+    assert [p for p, _ in full.files] == ["docs/conf.py", "pkg/util.py", "pkg/core/b.py"]
+    n_target = len(full.input_ids) - sum(
+        1 + len(tok.encode(f"{p}\n{c}\n", add_special_tokens=False)) for p, c in full.files)
+    # room for the target and the two nearest files only: the unrelated docs/conf.py goes first
+    budget = len(full.input_ids) - 1
+    r = repo_fim(files, "r", tok, random.Random(0), FIMConfig(fim_rate=1.0), target=0,
+                 max_tokens=budget)
+    assert r.dropped == ["docs/conf.py"] and r.truncated_chars == 0
+    assert len(r.input_ids) <= budget
+    # a budget smaller than the target alone: the target is cut at its end, big context dropped
+    small = n_target // 2
+    r = repo_fim(files, "r", tok, random.Random(0), FIMConfig(fim_rate=1.0), target=0,
+                 max_tokens=small)
+    assert r.truncated_chars > 0 and len(r.input_ids) <= small
+    assert {"docs/conf.py", "pkg/util.py"} <= set(r.dropped)
+    assert EXAMPLE_CODE["python"].startswith(r.target.text)
+    with pytest.raises(ValueError, match="max_tokens"):
+        repo_fim(files, "r", tok, random.Random(0), target=0, max_tokens=3)
+    with pytest.raises(ValueError, match="newline"):
+        repo_fim([("a\nb.py", "")], "r", tok, random.Random(0))
+
+
+def test_render_html_escapes_and_marks_specials(tok):
+    s = apply_fim("if a < b:\n    x = '<b>'\n", tok, random.Random(1), FIMConfig(fim_rate=1.0))
+    h = render_html(s.input_ids, tok)
+    assert "&lt;|fim_prefix|&gt;" in h and "<b>" not in h.replace("<pre", "").replace(
+        "</pre>", "")
+    assert h.count("background:#444444") == 4

@@ -1,0 +1,102 @@
+"""Syntax-aware FIM spans: the middle is a whole node and re-parses as the type it claims."""
+
+from __future__ import annotations
+
+import random
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qcoder_lib.syntax_spans import (
+    EXAMPLE_CODE,
+    NODE_TYPES,
+    candidate_nodes,
+    check_middle,
+    language_for_path,
+    syntax_span,
+)
+
+LANGS = ["python", "javascript", "typescript", "java", "cpp", "go", "rust"]
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_candidate_of_each_language_reparses_as_claimed(lang):
+    text = EXAMPLE_CODE[lang]
+    spans, reason = candidate_nodes(text, lang)
+    assert reason == "ok"
+    cats = {s.category for s in spans}
+    assert {"function", "statement", "expression"} <= cats, cats
+    for s in spans:
+        middle = text[s.start : s.end]
+        assert s.node_type in NODE_TYPES[lang][s.category]
+        assert middle == middle.strip() or s.node_type.endswith("string"), middle
+        assert check_middle(middle, lang, s.node_type, s.category, s.indent), (s, middle)
+
+
+def test_real_python_file_every_candidate_reparses():
+    text = (STDLIB / "textwrap.py").read_text(encoding="utf-8")
+    spans, reason = candidate_nodes(text, "python")
+    assert reason == "ok" and len(spans) > 100
+    bad = [s for s in spans
+           if not check_middle(text[s.start : s.end], "python", s.node_type, s.category, s.indent)]
+    assert bad == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(lang=st.sampled_from(LANGS), seed=st.integers(0, 2**32),
+       cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
+       unicode_name=st.text(alphabet="αβγ中文é", min_size=1, max_size=4))
+def test_sampled_middles_parse_as_their_type_or_fall_back(lang, seed, cut, unicode_name):
+    # the file, with a unicode comment in front (byte vs character offsets) and maybe truncated
+    comment = "# " if lang == "python" else "// "
+    full = f"{comment}{unicode_name}\n" + EXAMPLE_CODE[lang]
+    text = full[: max(1, int(len(full) * cut))] if cut < 0.999 else full
+    span, reason = syntax_span(text, lang, random.Random(seed))
+    if span is None:
+        assert reason in ("parse_error", "no_candidate")
+        return
+    middle = text[span.start : span.end]
+    assert 2 <= len(middle) <= max(2, len(text) // 2)
+    assert check_middle(middle, lang, span.node_type, span.category, span.indent)
+
+
+def test_check_middle_rejects_wrong_claims():
+    assert check_middle("x + 1", "python", "binary_operator", "expression")
+    assert not check_middle("x + 1", "python", "call", "expression")
+    assert not check_middle("def f(:", "python", "function_definition", "function")
+    assert check_middle("return a;", "java", "return_statement", "statement")
+    assert not check_middle("return a", "java", "return_statement", "statement")  # no ';'
+    assert not check_middle("a.b(", "go", "call_expression", "expression")
+    assert check_middle("fn f() -> i32 { 1 }", "rust", "function_item", "function")
+    # a python statement that does not start its line is not offered as a statement
+    assert not check_middle("return y", "python", "return_statement", "statement", "if x: ")
+
+
+def test_reasons_for_no_span():
+    rng = random.Random(0)
+    assert syntax_span("x = 1\n", None, rng) == (None, "no_language")
+    assert syntax_span("x = 1\n", "cobol", rng) == (None, "no_language")
+    assert syntax_span("def f(:\n", "python", rng) == (None, "parse_error")
+    assert syntax_span("x\n", "python", rng)[1] == "no_candidate"
+
+
+def test_category_is_drawn_uniformly_among_those_present():
+    text = EXAMPLE_CODE["java"]
+    rng = random.Random(0)
+    counts: dict[str, int] = {}
+    for _ in range(2000):
+        s, _ = syntax_span(text, "java", rng, max_fraction=1.0)
+        counts[s.category] = counts.get(s.category, 0) + 1
+    assert set(counts) == {"function", "block", "statement", "expression"}
+    assert all(abs(c / 2000 - 0.25) < 0.05 for c in counts.values()), counts
+
+
+def test_language_for_path():
+    assert language_for_path("pkg/mod.py") == "python"
+    assert language_for_path("SRC/Main.JAVA") == "java"
+    assert language_for_path("a/b.rs") == "rust" and language_for_path("x.hpp") == "cpp"
+    assert language_for_path("README") is None and language_for_path("notes.txt") is None
