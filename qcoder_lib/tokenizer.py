@@ -463,6 +463,28 @@ def render_chatml(messages: list[dict], *, add_generation_prompt: bool = False,
     return "".join(out)
 
 
+def encode_chat(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False,
+                system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[int]:
+    """Token ids of a conversation in ChatML (as :func:`render_chatml`), built safely: the
+    ``<|im_start|>`` / ``<|im_end|>`` ids are inserted by id and everything between them
+    (role, newline, content) is encoded as data. A message that contains ``"<|im_end|>"`` can
+    therefore not close its turn early. For content without special-token strings the ids equal
+    ``tokenizer.apply_chat_template(messages, tokenize=True)``."""
+    start, end = special_id(tokenizer, "<|im_start|>"), special_id(tokenizer, "<|im_end|>")
+    turns = [(m["role"], m["content"]) for m in messages]
+    if not turns or turns[0][0] != "system":
+        turns.insert(0, ("system", system_prompt))
+    segments = [f"{role}\n{content}" for role, content in turns]
+    seg_ids = encode_data_batch(tokenizer, segments + ["\n", "assistant\n"])
+    newline, gen = seg_ids[-2], seg_ids[-1]
+    ids: list[int] = []
+    for body in seg_ids[:-2]:
+        ids += [start, *body, end, *newline]
+    if add_generation_prompt:
+        ids += [start, *gen]
+    return ids
+
+
 # --------------------------------------------------------------------------------------------
 # The embedded corpus and the cached course tokenizer
 # --------------------------------------------------------------------------------------------
