@@ -1,0 +1,88 @@
+"""Train-step speed of qcoder_lib's Qwen2 vs transformers' Qwen2ForCausalLM, same config.
+
+Both models get the same weights, the same batch and the same loss (fp32 cross-entropy on the
+shifted logits), and run forward + backward + AdamW step. Each is warmed up, then timed over
+several repeats, alternating the two so that a busy machine slows both alike; the median is
+reported. Prints tokens/s of each and the ratio (ours / transformers; >= 1.0 means not slower).
+
+    .venv/bin/python benchmarks/model_step.py               # cpu preset, batch 4 x 256
+    .venv/bin/python benchmarks/model_step.py --preset smoke --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+
+def make_models(preset: str, attn: str):
+    from qcoder_lib.hf_interop import to_hf_model
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+
+    cfg = QwenConfig.preset(preset, attn_implementation=attn)
+    ours = QwenForCausalLM(cfg)
+    theirs = to_hf_model(ours, attn_implementation="sdpa")  # same weights, HF's fastest CPU path
+    return cfg, ours, theirs
+
+
+def step_fn(model, is_hf: bool):
+    from qcoder_lib.model import next_token_loss
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(ids):
+        logits = model(ids, use_cache=False).logits if is_hf else model(ids)
+        loss = next_token_loss(logits, ids)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--attn", default="sdpa", help="our backend: eager | sdpa | triton")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=6)
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    cfg, ours, theirs = make_models(args.preset, args.attn)
+    ours.train(), theirs.train()
+    ids = torch.randint(0, cfg.vocab_size, (args.batch, args.seq))
+    steps = {"qcoder_lib": step_fn(ours, False), "transformers": step_fn(theirs, True)}
+    for _ in range(args.warmup):
+        for s in steps.values():
+            s(ids)
+    times = {k: [] for k in steps}
+    for _ in range(args.repeats):
+        for k, s in steps.items():
+            t0 = time.perf_counter()
+            s(ids)
+            times[k].append(time.perf_counter() - t0)
+    tokens = args.batch * args.seq
+    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    n = ours.num_params()
+    print(
+        f"preset={args.preset} attn={args.attn} params={n.total / 1e6:.2f}M "
+        f"batch={args.batch}x{args.seq} threads={torch.get_num_threads()} "
+        f"warmup={args.warmup} repeats={args.repeats} (median)"
+    )
+    for k, v in tps.items():
+        print(f"  {k:13s} {v:10.0f} tokens/s")
+    ratio = tps["qcoder_lib"] / tps["transformers"]
+    print(f"ratio qcoder_lib / transformers = {ratio:.3f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Checkpoints both ways between qcoder_lib.model and transformers (tmp folders, no network)."""
+
+import json
+
+import pytest
+import torch
+
+from qcoder_lib.runtime import ensure_triton_backend
+
+# Triton's CPU interpreter must be chosen before triton is first imported (transformers does).
+ensure_triton_backend()
+
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from qcoder_lib.hf_interop import (
+    from_hf,
+    from_hf_config,
+    to_hf,
+    to_hf_config,
+    to_hf_model,
+    weight_name_map,
+)
+from qcoder_lib.model import QwenConfig, QwenForCausalLM
+
+TOL = 1e-5
+
+
+def tiny(tied=True, **kw):
+    cfg = QwenConfig(
+        vocab_size=70,
+        hidden_size=32,
+        intermediate_size=40,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+        rope_theta=10000.0,
+        **kw,
+    )
+    torch.manual_seed(0)
+    model = QwenForCausalLM(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_export_reloads_in_transformers_with_same_logits(tmp_path, tied):
+    model = tiny(tied)
+    to_hf(model, tmp_path / "ckpt")
+    hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
+    assert type(hf).__name__ == "Qwen2ForCausalLM"
+    ids = torch.randint(0, 70, (2, 11))
+    with torch.no_grad():
+        err = (model(ids) - hf(ids).logits).abs().max().item()
+    assert err <= TOL, f"exported checkpoint: max |logit diff| {err:.2e}"
+    if tied:
+        assert hf.lm_head.weight.data_ptr() == hf.model.embed_tokens.weight.data_ptr()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_from_hf_folder_and_object(tmp_path, tied):
+    torch.manual_seed(1)
+    hcfg = Qwen2Config(
+        vocab_size=50,
+        hidden_size=24,
+        intermediate_size=30,
+        num_hidden_layers=2,
+        num_attention_heads=3,
+        num_key_value_heads=1,
+        tie_word_embeddings=tied,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0},
+    )
+    hf = Qwen2ForCausalLM(hcfg).eval()
+    hf.save_pretrained(tmp_path / "hf")
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        ref = hf(ids).logits
+        for source in (hf, tmp_path / "hf", str(tmp_path / "hf")):
+            ours = from_hf(source)
+            assert ours.config.rope_theta == 5000.0 and ours.config.tie_word_embeddings == tied
+            assert (ours(ids) - ref).abs().max().item() <= TOL
+
+
+def test_round_trip_config():
+    cfg = QwenConfig.preset("7B")
+    assert from_hf_config(to_hf_config(cfg)) == cfg
+    odd = QwenConfig(hidden_size=30, num_attention_heads=6, num_key_value_heads=2, head_dim=12)
+    assert from_hf_config(to_hf_config(odd)).head_dim == 12
+
+
+def test_missing_tensor_is_named(tmp_path):
+    model = tiny(tied=False)
+    to_hf(model, tmp_path / "c")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "c" / "model.safetensors")
+    del tensors["model.layers.1.self_attn.k_proj.bias"]
+    save_file(tensors, tmp_path / "c" / "model.safetensors")
+    with pytest.raises(KeyError, match=r"model\.layers\.1\.self_attn\.k_proj\.bias"):
+        from_hf(tmp_path / "c")
+
+
+def test_misshaped_tensor_is_named(tmp_path):
+    model = tiny(tied=True)
+    to_hf(model, tmp_path / "c")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "c" / "model.safetensors")
+    tensors["model.layers.0.mlp.up_proj.weight"] = torch.zeros(41, 32)
+    save_file(tensors, tmp_path / "c" / "model.safetensors")
+    with pytest.raises(ValueError, match=r"model\.layers\.0\.mlp\.up_proj\.weight.*\(41, 32\)"):
+        from_hf(tmp_path / "c")
+
+
+def test_unexpected_tensor_and_unsupported_config_are_named(tmp_path):
+    model = tiny()
+    to_hf(model, tmp_path / "c")
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "c" / "model.safetensors")
+    tensors["model.layers.0.self_attn.o_proj.bias"] = torch.zeros(32)
+    save_file(tensors, tmp_path / "c" / "model.safetensors")
+    with pytest.raises(KeyError, match=r"o_proj\.bias"):
+        from_hf(tmp_path / "c")
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    cfg["rope_scaling"] = {"type": "yarn", "factor": 4.0}
+    with pytest.raises(ValueError, match="yarn"):
+        from_hf_config(cfg)
+    with pytest.raises(ValueError, match="model_type"):
+        from_hf_config({**cfg, "model_type": "llama"})
+
+
+def test_weight_name_map_is_complete():
+    for tied in (True, False):
+        model = tiny(tied)
+        names = weight_name_map(model.config)
+        ours = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        expected = ours - ({"lm_head.weight"} if tied else set())
+        assert set(names) == expected
+        hf = to_hf_model(model)
+        assert set(names.values()) <= {n for n, _ in hf.named_parameters(remove_duplicate=False)}
