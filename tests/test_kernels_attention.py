@@ -22,6 +22,13 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 FP32_TOL = 1e-4
 
 
+@pytest.fixture(autouse=True)
+def _one_block_config_on_gpu(monkeypatch):
+    """On a GPU, use one fixed block configuration instead of autotuning every test shape
+    (minutes of compiling); `benchmarks/kernels.py --check` checks the autotuned ones."""
+    monkeypatch.setenv("QCODER_TRITON_AUTOTUNE", "0")
+
+
 def _qkv(B, Hq, Hkv, T, D, dtype=torch.float32, seed=0, grad=True):
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -154,10 +161,13 @@ def test_half_precision_inputs_close_to_fp32_reference(dtype):
     got = _fwd_bwd(flash_attention, q, k, v)
     assert all(x.dtype == dtype for x in got)
     ref = _fwd_bwd(attention_reference, *(x.detach().float().requires_grad_(True) for x in (q, k, v)))
+    eager = _fwd_bwd(attention_reference, q, k, v)
     eps = torch.finfo(dtype).eps
-    for name, a, b in zip(("o", "dq", "dk", "dv"), got, ref):
+    for name, a, b, e in zip(("o", "dq", "dk", "dv"), got, ref, eager):
         scale = max(1.0, b.abs().max().item())
-        tol = (2 * eps * scale) if DEV == "cpu" else (16 * eps * scale)
+        # interpreter: fp32 math, so only input/output rounding; GPU: tensor-core math, judged
+        # against eager PyTorch in the same dtype
+        tol = 2 * eps * scale if DEV == "cpu" else 2 * _max_err(e, b) + eps * scale
         assert _max_err(a, b) <= tol, name
 
 

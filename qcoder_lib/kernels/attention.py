@@ -25,6 +25,8 @@ is used and all arithmetic is done in fp32 (the interpreter gets bf16 wrong).
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -92,8 +94,9 @@ def attention_reference(q, k, v, *, causal=True, doc_ids=None, cu_seqlens=None, 
 # ----------------------------------------------------------------------------- configs
 
 
-def _configs(kind: str):
-    """Block configurations: one small fixed one under the interpreter, a few to autotune on GPU.
+def _configs(kind: str, fixed: bool = False):
+    """Block configurations: one small fixed one under the interpreter, a few to autotune on GPU
+    (or one safe GPU configuration when ``fixed``: what the tests use, to skip tuning time).
 
     ``fwd`` and ``dq`` tile queries by ``BLOCK_M`` and loop over keys by ``BLOCK_N`` (needs
     ``BLOCK_M % BLOCK_N == 0``); ``dkdv`` tiles keys by ``BLOCK_N`` and loops over queries by
@@ -103,14 +106,29 @@ def _configs(kind: str):
     if INTERPRETER:
         m, n = (16, 32) if kind == "dkdv" else (32, 16)
         return [C({"BLOCK_M": m, "BLOCK_N": n}, num_warps=4, num_stages=1)]
+    if fixed:
+        return [C({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=3)]
     if kind == "fwd":
         shapes = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (128, 128, 8, 3),
                   (64, 64, 4, 3), (64, 64, 4, 4), (128, 64, 4, 4)]
     elif kind == "dq":
         shapes = [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 64, 4, 2), (64, 32, 4, 3)]
     else:  # dkdv
-        shapes = [(32, 128, 4, 3), (64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 3), (64, 128, 4, 2)]
+        shapes = [(32, 128, 4, 3), (32, 128, 8, 2), (64, 128, 8, 3), (64, 64, 4, 3), (32, 64, 4, 3),
+                  (64, 128, 4, 2)]
     return [C({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
+
+
+def autotune_enabled() -> bool:
+    """Autotune on GPU unless ``QCODER_TRITON_AUTOTUNE=0`` (read at every call; the GPU tests
+    set it to skip minutes of tuning across their many shapes). Never under the interpreter."""
+    return not INTERPRETER and os.environ.get("QCODER_TRITON_AUTOTUNE", "1") != "0"
+
+
+def _tuned(kernel, kind):
+    """(autotuned, fixed-config) launchers of one kernel."""
+    return (triton.autotune(configs=_configs(kind), key=_KEY)(kernel),
+            triton.autotune(configs=_configs(kind, fixed=True), key=_KEY)(kernel))
 
 
 _KEY = ["T_BUCKET", "HEAD_DIM", "CAUSAL", "HAS_DOC", "GROUP"]
@@ -213,7 +231,7 @@ def _attn_fwd_kernel(
     tl.store(o_ptrs, acc.to(O.dtype.element_ty), mask=row_ok[:, None])
 
 
-_attn_fwd = triton.autotune(configs=_configs("fwd"), key=_KEY)(_attn_fwd_kernel)
+_ATTN_FWD = _tuned(_attn_fwd_kernel, "fwd")
 
 
 # ----------------------------------------------------------------------------- backward
@@ -433,8 +451,12 @@ def _attn_bwd_dq_kernel(
     tl.store(DQ + out, dq.to(DQ.dtype.element_ty), mask=m_ok)
 
 
-_attn_bwd_dkdv = triton.autotune(configs=_configs("dkdv"), key=_KEY)(_attn_bwd_dkdv_kernel)
-_attn_bwd_dq = triton.autotune(configs=_configs("dq"), key=_KEY)(_attn_bwd_dq_kernel)
+_ATTN_BWD_DKDV = _tuned(_attn_bwd_dkdv_kernel, "dkdv")
+_ATTN_BWD_DQ = _tuned(_attn_bwd_dq_kernel, "dq")
+
+
+def _pick(pair):
+    return pair[0] if autotune_enabled() else pair[1]
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -461,7 +483,7 @@ def _flash_fwd(q, k, v, doc, causal, scale):
     def grid(meta):
         return (triton.cdiv(T, meta["BLOCK_M"]), B * Hq)
 
-    _attn_fwd[grid](
+    _pick(_ATTN_FWD)[grid](
         q, k, v, o, lse, doc_arg,
         *_strides(q), *_strides(k), *_strides(v), *_strides(o),
         Hq, T, triton.next_power_of_2(T), scale * LOG2E,
@@ -492,10 +514,10 @@ def _flash_bwd(q, k, v, o, lse, doc, do, causal, scale):
     }
     args = (*_strides(q), *_strides(k), *_strides(v), *_strides(do),
             Hq, T, triton.next_power_of_2(T), scale * LOG2E, scale)
-    _attn_bwd_dkdv[lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * Hkv)](
+    _pick(_ATTN_BWD_DKDV)[lambda meta: (triton.cdiv(T, meta["BLOCK_N"]), B * Hkv)](
         q, k, v, do, lse, delta, doc_arg, dk, dv, *args, **common,
     )
-    _attn_bwd_dq[lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * Hq)](
+    _pick(_ATTN_BWD_DQ)[lambda meta: (triton.cdiv(T, meta["BLOCK_M"]), B * Hq)](
         q, k, v, do, lse, delta, doc_arg, dq, *args, **common,
     )
     return dq, dk, dv
