@@ -69,7 +69,8 @@ class Case:
     entry: str | None = None
     timeout_s: float = 1.5
     check: Callable[[ExecResult], None] | None = None  # extra assertions on the result
-    needs_unprivileged: bool = False  # unsafe as root without RLIMIT_NPROC binding
+    memory_mb: int = 512
+    needs: str = ""  # "bounded_procs" / "confined_kill" / "cgroup_memory": unsafe or moot without
 
 
 def _src(s: str) -> str:
@@ -135,7 +136,7 @@ CASES = [
         """),
         ("timeout",),
         timeout_s=1.0,
-        needs_unprivileged=True,
+        needs="bounded_procs",
     ),
     Case(
         "fork_bomb_in_orphan_then_exit_0",
@@ -151,7 +152,7 @@ CASES = [
             print("parent leaves")
         """),
         ("passed",),
-        needs_unprivileged=True,
+        needs="bounded_procs",
         check=_stdout_has("parent leaves"),
     ),
     Case(
@@ -185,7 +186,7 @@ CASES = [
         """),
         ("passed",),
         check=_stdout_lacks("killed"),
-        needs_unprivileged=True,  # as root without a uid of its own, kill(-1) is everything
+        needs="confined_kill",  # as root, outside a pid namespace, kill(-1) is everything
     ),
     Case("kills_own_process_group", "import os, signal\nos.killpg(0, signal.SIGKILL)\n",
          ("killed",)),
@@ -212,6 +213,26 @@ CASES = [
         """),
         ("passed",),
         check=_stdout_has("[3, 3, 3, 3, 3, 3, 3, 3]"),
+    ),
+    Case(
+        "memory_spread_over_processes",  # each under its own limit, together far over it
+        _src("""
+            import os, time
+            kids = []
+            for _ in range(6):
+                pid = os.fork()
+                if pid == 0:
+                    x = b"x" * (120 * 1024**2)  # touched pages, not lazy zeros
+                    time.sleep(0.3)
+                    os._exit(0)
+                kids.append(pid)
+            print([os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in kids])
+        """),
+        ("passed",),
+        timeout_s=6.0,  # the kernel reclaims for a while before the OOM kill (~1-3 s)
+        memory_mb=200,  # each child fits its 200 MB; the run's cgroup holds 200+16+64 MB
+        needs="cgroup_memory",
+        check=_stdout_has("-9"),  # the run's memory cgroup killed some: 6 x 120 MB never fit
     ),
     Case("deep_recursion", "def f(n):\n    return f(n + 1)\nf(0)\n", ("failed",),
          check=lambda r: "RecursionError" in r.stderr or pytest.fail(r.stderr[-300:])),
@@ -384,12 +405,19 @@ ROUNDS = [(rnd, case) for rnd in (1, 2, 3) for case in CASES]
     "rnd,case", ROUNDS, ids=[f"round{rnd}-{case.name}" for rnd, case in ROUNDS]
 )
 def test_hostile_program(rnd, case: Case, probe, listening_port, monkeypatch):
-    if case.needs_unprivileged and os.geteuid() == 0 and not probe.layers.get("unprivileged_user"):
-        pytest.skip("no unprivileged user here: RLIMIT_NPROC would not bind root")
+    lay = probe.layers
+    root_unbound = os.geteuid() == 0 and not lay.get("unprivileged_user")
+    if case.needs == "bounded_procs" and root_unbound and not lay.get("cgroup_pids"):
+        pytest.skip("no unprivileged user and no pids cgroup: RLIMIT_NPROC would not bind root")
+    if case.needs == "confined_kill" and root_unbound and not lay.get("pid_ns"):
+        pytest.skip("root outside a pid namespace: kill(-1) would reach the host")
+    if case.needs == "cgroup_memory" and not lay.get("cgroup_memory"):
+        pytest.skip("no memory cgroup here: only per-process limits bound memory")
     monkeypatch.setenv("QCODER_SANDBOX_TEST_SECRET", SECRET)
     program = case.program.replace("PORT", str(listening_port.getsockname()[1]))
     if case.tests is None:
-        r = run_code(program, timeout_s=case.timeout_s)
+        r = run_code(program, timeout_s=case.timeout_s, memory_mb=case.memory_mb,
+                     workdir_mb=16 if case.memory_mb < 512 else 64)
     else:
         r = check_program(program, case.tests, case.entry, timeout_s=case.timeout_s)
     SEEN_RUNS.append(r)

@@ -196,8 +196,8 @@ def _classify(exit_info: dict, timed_out: bool, stderr: str) -> tuple[str, str]:
         return "timeout", "wall-clock timeout: the sandbox killed every process"
     if sig in (signal.SIGXCPU,) or (sig == signal.SIGKILL and exit_info.get("cpu_limit_hit")):
         return "timeout", "CPU time limit (RLIMIT_CPU)"
-    if exit_info.get("oom"):
-        return "memory", "killed by the memory limit"
+    if exit_info.get("oom") and (sig == signal.SIGKILL or code not in (0, None)):
+        return "memory", "the memory cgroup's OOM killer stopped the run"
     tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
     if sig is not None:
         if sig in _CRASH_SIGNALS:
@@ -281,6 +281,9 @@ def _execute(
             "stdin_path": stdin_path,
             "token_fd": token_r,
             "result_fd": result_w,
+            "cgroup": True,
+            # all processes of the run together: one program's worth plus its tmpfs and slack
+            "cgroup_memory_bytes": (int(memory_mb) + int(workdir_mb) + 64) * 1024 * 1024,
             "net_ns": not network,
             "mount_ns": True,
             "pid_ns": True,
@@ -380,6 +383,7 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
     except subprocess.TimeoutExpired:
         _force_kill(proc)
         proc.wait()
+    _remove_cgroups(proc.pid)
     proc.stdout.close()
     proc.stderr.close()
     wall = time.monotonic() - t0
@@ -392,7 +396,9 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
         except json.JSONDecodeError:
             continue
         if msg.get("who") == "exit":
-            exit_info = msg
+            exit_info.update(msg)
+        elif msg.get("who") == "cgroup":
+            exit_info["oom"] = msg.get("oom_kills", 0) > 0
         elif msg.get("who") == "program" and isinstance(msg.get("uid"), int):
             uid_seen = msg["uid"]
         if msg.get("who") != "exit":
@@ -419,6 +425,20 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
         uid=uid_seen,
     )
     return res, (bytes(bufs["result"]) if result_r is not None else None)
+
+
+def _remove_cgroups(launcher_pid: int) -> None:
+    """Remove the run's cgroups if the launcher could not (it was force-killed)."""
+    for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"):
+        path = os.path.join(root, f"{WORKDIR_PREFIX}{launcher_pid}")
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
 
 
 def _request_stop(proc) -> None:

@@ -89,6 +89,74 @@ def _sweep_uid(uid):
     os.waitpid(pid, 0)
 
 
+CGROUP_V1 = {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _cgroup_setup(cfg):
+    """cgroup v1 memory + pids for the whole run (every process of it, root or not).
+
+    Returns {controller: directory} for the controllers that were set up, and the layers.
+    """
+    name = f"qcoder-sandbox-{os.getpid()}"
+    made, layers = {}, {}
+    limits = {
+        "memory": [("memory.limit_in_bytes", cfg["cgroup_memory_bytes"]),
+                   ("memory.memsw.limit_in_bytes", cfg["cgroup_memory_bytes"])],
+        "pids": [("pids.max", cfg["nproc"])],
+    }
+    for ctl, root in CGROUP_V1.items():
+        layers[f"cgroup_{ctl}"] = False
+        if not cfg.get("cgroup") or not os.path.exists(os.path.join(root, "cgroup.procs")):
+            continue
+        path = os.path.join(root, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        made[ctl] = path
+        try:
+            for fname, value in limits[ctl]:
+                if os.path.exists(os.path.join(path, fname)):
+                    _write(os.path.join(path, fname), value)
+            _write(os.path.join(path, "cgroup.procs"), os.getpid())
+            layers[f"cgroup_{ctl}"] = True
+        except OSError:
+            pass
+    return made, layers
+
+
+def _cgroup_teardown(made):
+    """Leave the run's cgroups, read how many OOM kills happened, remove them."""
+    info = {}
+    for ctl, path in made.items():
+        try:
+            _write(os.path.join(CGROUP_V1[ctl], "cgroup.procs"), os.getpid())
+        except OSError:
+            pass
+        if ctl == "memory":
+            try:
+                with open(os.path.join(path, "memory.oom_control")) as f:
+                    for line in f:
+                        if line.startswith("oom_kill "):
+                            info["oom_kills"] = int(line.split()[1])
+            except OSError:
+                pass
+        for _ in range(100):  # the last processes of the run may still be exiting
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)
+    return info
+
+
 class _Init:
     """What I does: start P, reap everything, and leave nothing alive when P is done."""
 
@@ -232,6 +300,10 @@ def _exec_program(cfg, status_fd, ready_r):
 
     layers = {}
     try:
+        _write("/proc/self/oom_score_adj", 1000)
+    except OSError:
+        pass
+    try:
         os.setpgid(0, 0)
         layers["process_group"] = True
     except OSError:
@@ -317,6 +389,12 @@ def main():
     except OSError:
         pass
     layers = {"session": os.getsid(0) == os.getpid()}
+    try:
+        _write("/proc/self/oom_score_adj", -1000)  # the OOM killer picks the program, not us
+    except OSError:
+        pass
+    cgroups, cg_layers = _cgroup_setup(cfg)
+    layers.update(cg_layers)
     flags = {"net_ns": CLONE_NEWNET, "ipc_ns": CLONE_NEWIPC, "uts_ns": CLONE_NEWUTS}
     if cfg.get("mount_ns"):
         flags["mount_ns_unshared"] = CLONE_NEWNS
@@ -355,6 +433,7 @@ def main():
             break
         except ChildProcessError:
             break
+    _report(status_fd, who="cgroup", **_cgroup_teardown(cgroups))
     os._exit(0)
 
 
