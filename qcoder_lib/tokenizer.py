@@ -52,6 +52,10 @@ import sysconfig
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PreTrainedTokenizerFast
 
 # The Qwen2.5 special tokens with their official ids (after the 151,643 regular BPE tokens).
 SPECIAL_TOKENS: dict[str, int] = {
@@ -225,20 +229,18 @@ def _backend_pipeline():
 
 
 def _iter_texts(texts_or_files: Iterable) -> Iterator[str]:
-    """Yield training texts: strings as they are, ``Path`` objects (or strings naming an existing
-    file) read as UTF-8."""
+    """Yield training texts: a ``str`` is text, a path (``pathlib.Path``, any ``os.PathLike``)
+    is a file read as UTF-8 (undecodable bytes become U+FFFD). A file name given as a ``str``
+    is text, not a file: no guessing."""
     for item in texts_or_files:
         if isinstance(item, os.PathLike):
             yield Path(item).read_text(encoding="utf-8", errors="replace")
         elif isinstance(item, str):
-            if "\n" not in item and len(item) < 4096 and os.path.isfile(item):
-                yield Path(item).read_text(encoding="utf-8", errors="replace")
-            else:
-                yield item
+            yield item
         else:
             raise TypeError(
                 f"train_tokenizer: texts_or_files holds a {type(item).__name__}; "
-                "expected str (text or file name) or a path"
+                "expected str (text) or pathlib.Path (a file)"
             )
 
 
@@ -250,10 +252,10 @@ def train_tokenizer(
     chat_template: str = QWEN25_CHAT_TEMPLATE,
     model_max_length: int = 32768,
     show_progress: bool = False,
-):
+) -> PreTrainedTokenizerFast:
     """Train a Qwen2-style byte-level BPE tokenizer and return a ``PreTrainedTokenizerFast``.
 
-    ``texts_or_files``: strings of text, or paths (``Path`` or a string naming a file) to read.
+    ``texts_or_files``: strings of text and/or ``pathlib.Path`` files to read (UTF-8).
     ``vocab_size``: number of *regular* tokens (256 byte symbols + merges); the 22 special tokens
     come after them in Qwen's order. If the corpus cannot support that many merges, fewer
     regular tokens are learned (``regular_vocab_size(tok)`` tells).
@@ -286,7 +288,7 @@ def train_tokenizer(
     return _wrap(backend, chat_template=chat_template, model_max_length=model_max_length)
 
 
-def _wrap(backend, *, chat_template: str, model_max_length: int):
+def _wrap(backend, *, chat_template: str, model_max_length: int) -> PreTrainedTokenizerFast:
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
@@ -306,7 +308,9 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
     """Load a tokenizer from a folder written by ``save_pretrained`` (this course's, or a
     downloaded Qwen one) or, when online, from a hub name such as ``"Qwen/Qwen2.5-Coder-0.5B"``.
 
-    Raises ``FileNotFoundError`` naming the path when a local-looking path does not exist.
+    A ``Path``, or a string that cannot be a hub name (it starts with ``.``, ``/`` or ``~``, or
+    has more than one ``/``), must be an existing folder: otherwise ``FileNotFoundError`` names
+    it. ``kwargs`` go to ``AutoTokenizer.from_pretrained``.
     """
     from transformers import AutoTokenizer
 
@@ -314,7 +318,8 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
     if p.is_dir():
         return AutoTokenizer.from_pretrained(str(p), local_files_only=True, **kwargs)
     text = str(name_or_path)
-    if text.startswith((".", "/", "~")) or os.sep in text.strip("/").replace("/", "", 1):
+    if (isinstance(name_or_path, os.PathLike) or text.startswith((".", "/", "~"))
+            or text.count("/") > 1 or os.sep != "/" and os.sep in text):
         raise FileNotFoundError(f"tokenizer folder {text!r} does not exist")
     return AutoTokenizer.from_pretrained(text, **kwargs)
 
@@ -381,8 +386,9 @@ def encode_data(tokenizer, text: str) -> list[int]:
 
     Any special-token string inside it (``"<|endoftext|>"``, ``"<|fim_prefix|>"``, ...) is
     split into ordinary tokens, so that special ids only enter a sequence when code puts them
-    there by id. No bos/eos is added. Raises ``ValueError`` for a lone surrogate (with its
-    position).
+    there by id. No bos/eos is added. ``decode`` gives back ``unicodedata.normalize("NFC",
+    text)`` (``text`` itself when it is NFC already, as nearly all files are). Raises
+    ``ValueError`` for a lone surrogate (with its position).
     """
     if not isinstance(text, str):
         raise TypeError(f"encode_data: text is a {type(text).__name__}, expected str")

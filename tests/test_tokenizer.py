@@ -110,8 +110,13 @@ def test_train_rejects_vocab_below_byte_alphabet():
 def test_train_from_files(tmp_path):
     f = tmp_path / "a.py"
     f.write_text("def add(a, b):\n    return a + b\n" * 40, encoding="utf-8")
-    t = T.train_tokenizer([f, str(f)], 270, min_frequency=2)
+    t = T.train_tokenizer([f, "some more text"], 270, min_frequency=2)
     assert len(t) == 270 + N_SPECIAL
+    assert T.encode_data(t, "return a + b") != []
+    # a Path is read; a string is always text (a file name given as str is not read)
+    from_path = T.train_tokenizer([f], 270).get_vocab()
+    assert T.train_tokenizer([f.read_text()], 270).get_vocab() == from_path
+    assert T.train_tokenizer([str(f)], 270).get_vocab() != from_path
     with pytest.raises(TypeError, match="texts_or_files"):
         T.train_tokenizer([b"bytes"], 300)
 
@@ -169,6 +174,8 @@ def test_save_load_round_trip(tok, tmp_path):
 def test_load_tokenizer_missing_folder_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         T.load_tokenizer(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        T.load_tokenizer("./nope")
 
 
 # ------------------------------------------------------------------ ChatML
