@@ -24,14 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qcoder_lib.sandbox import humaneval_program, run_many  # noqa: E402
+from qcoder_lib.sandbox import humaneval_program, run_many
 
 
 def _bare(task: dict) -> bool:
     """The same program, no sandbox at all: one interpreter, exit status only."""
     src = f"{task['solution']}\n{task['tests']}\ncheck({task['entry_point']})\n"
     try:
-        return subprocess.run([sys.executable, "-c", src], capture_output=True, timeout=10).returncode == 0
+        done = subprocess.run(
+            [sys.executable, "-c", src], capture_output=True, timeout=10, check=False
+        )
+        return done.returncode == 0
     except subprocess.TimeoutExpired:
         return False
 

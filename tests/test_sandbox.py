@@ -41,7 +41,7 @@ def test_all_layers_active_as_root():
     """On Linux as root (CI) every layer is expected; this says so if the OS refuses one."""
     r = run_code("import os; print(os.getuid(), os.getpid())")
     assert r.passed, r
-    interp, world_ok = sandbox_interpreter()
+    _, world_ok = sandbox_interpreter()
     for layer in ("net_ns", "pid_ns", "mount_ns", "private_proc", "readonly_root",
                   "workdir_tmpfs", "process_group", "no_new_privs", "subreaper"):
         assert r.layers.get(layer) is True, (layer, r.layers)
@@ -142,7 +142,7 @@ def test_check_program_keyword_errors_are_named():
 
 def test_run_many_keeps_input_order_and_mixes_tasks():
     tasks = [f"print({i})" for i in range(6)]
-    tasks.append(dict(solution=SOLUTION, tests=TESTS, entry_point="add"))
+    tasks.append({"solution": SOLUTION, "tests": TESTS, "entry_point": "add"})
     tasks.append("raise SystemExit(2)")
     results = run_many(tasks, workers=2, timeout_s=5)
     assert [r.stdout for r in results[:6]] == [f"{i}\n" for i in range(6)]
@@ -188,3 +188,76 @@ def test_program_cannot_read_parent_files_or_write_repo():
     r = run_code(program)
     assert r.passed and "refused" in r.stdout
     assert not os.path.exists(target)
+
+
+def test_disable_names_are_checked():
+    with pytest.raises(ValueError, match="net_ns"):
+        run_code("print(1)", disable=["no_such_layer"])
+
+
+def test_without_network_namespace_sockets_are_disabled():
+    program = textwrap.dedent(
+        """
+        import socket
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            print("SOCKET")
+        except PermissionError as e:
+            print("refused:", e)
+        """
+    )
+    r = run_code(program, disable=["net_ns"])
+    assert r.passed, r
+    assert r.layers["net_ns"] is False and r.layers["sockets_disabled"] is True
+    assert "refused: network access is disabled" in r.stdout
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 300; : MARKER"])
+    os._exit(0)
+time.sleep(0.2)
+print("left a daemon", flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "disable",
+    [
+        (),
+        ("pid_ns",),
+        ("pid_ns", "mount_ns", "cgroup"),
+        ("pid_ns", "mount_ns", "cgroup", "unprivileged_user"),
+    ],
+    ids=["all_layers", "no_pid_ns", "no_ns_no_cgroup", "no_ns_no_cgroup_root"],
+)
+@pytest.mark.parametrize("ends_by", ["exit", "timeout"])
+def test_daemons_are_killed_even_with_layers_off(disable, ends_by):
+    """Fallbacks: subreaper sweep, the run's own uid, the process group; no daemon survives."""
+    marker = f"qcoder-daemon-{os.getpid()}-{len(disable)}-{ends_by}"
+    program = DAEMON.replace("MARKER", marker)
+    if ends_by == "timeout":
+        program += "time.sleep(60)\n"
+    r = run_code(program, timeout_s=1.0, disable=disable)
+    assert r.status == ("passed" if ends_by == "exit" else "timeout"), r
+    assert "left a daemon" in r.stdout
+    for layer in disable:
+        assert r.layers.get(layer) in (False, None), (layer, r.layers)
+    assert _processes_with(marker) == [], "a daemon outlived its sandbox run"
+    assert not os.path.exists(r.workdir)

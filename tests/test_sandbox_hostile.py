@@ -13,8 +13,8 @@ import os
 import secrets
 import socket
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -100,7 +100,11 @@ def _only_private_writes(r):
             assert line.split()[-1].startswith("/dev/shm/") and r.layers.get("mount_ns"), line
 
 
-ADD_TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(0, 0) == 0\n"
+ADD_TESTS = _src("""
+    def check(candidate):
+        assert candidate(2, 3) == 5
+        assert candidate(0, 0) == 0
+""")
 WRONG_ADD = "def add(a, b):\n    return a * b\n"
 
 CASES = [
@@ -238,7 +242,13 @@ CASES = [
          check=lambda r: "RecursionError" in r.stderr or pytest.fail(r.stderr[-300:])),
     Case(
         "c_stack_overflow",
-        "import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return list(map(f, [n + 1]))\nf(0)\n",
+        _src("""
+            import sys
+            sys.setrecursionlimit(10**7)
+            def f(n):  # recursion through C (map): the C stack overflows
+                return list(map(f, [n + 1]))
+            f(0)
+        """),
         ("crashed",),
     ),
     # --- output and files
@@ -354,7 +364,8 @@ CASES = [
     Case("guesses_the_token", "import os\nos.write(4, b'0' * 32)\nos._exit(0)\n" + WRONG_ADD,
          ("failed",), tests=ADD_TESTS, entry="add"),
     Case("patches_os_io_functions",
-         "import os\nos.read = lambda *a: b'x'\nos.write = lambda *a: 1\nos._exit = lambda c: None\n"
+         "import os\nos.read = lambda *a: b'x'\nos.write = lambda *a: 1\n"
+         "os._exit = lambda c: None\n"
          + WRONG_ADD, ("failed",), tests=ADD_TESTS, entry="add"),
     Case("thread_exits_0_during_tests",
          "import os, threading, time\n"

@@ -65,12 +65,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 __all__ = [
-    "ExecResult",
+    "OPTIONAL_LAYERS",
     "STATUSES",
+    "ExecResult",
+    "SandboxError",
     "check_program",
     "humaneval_program",
     "run_code",
@@ -93,6 +96,12 @@ _CRASH_SIGNALS = {
 }
 _UID_BASE = 1_000_000  # sandbox uids are _UID_BASE + the launcher's pid
 WORKDIR_PREFIX = "qcoder-sandbox-"
+# Layers a caller may switch off (to see what each one stops, or on a host that misbehaves).
+OPTIONAL_LAYERS = ("net_ns", "pid_ns", "mount_ns", "cgroup", "unprivileged_user")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program): e.g. the launcher could not start."""
 
 
 @dataclasses.dataclass
@@ -234,8 +243,15 @@ def _execute(
     token: bytes | None,
     unprivileged: bool,
     output_limit_mb: float,
+    disable: Iterable[str] = (),
 ) -> tuple[ExecResult, bytes | None]:
     """Launch ``argv`` in the sandbox with ``files`` in its working directory."""
+    disable = set(disable)
+    unknown = disable - set(OPTIONAL_LAYERS)
+    if unknown:
+        raise ValueError(f"disable={sorted(unknown)}: optional layers are {OPTIONAL_LAYERS}")
+    if "unprivileged_user" in disable:
+        unprivileged = False
     interp, world_ok = sandbox_interpreter()
     is_root = os.geteuid() == 0
     workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
@@ -243,9 +259,9 @@ def _execute(
     fds_to_close: list[int] = []
     try:
         for name, content in files.items():
-            mode = "wb" if isinstance(content, bytes) else "w"
-            with open(os.path.join(workdir, name), mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-                f.write(content)
+            data = content if isinstance(content, bytes) else content.encode("utf-8")
+            with open(os.path.join(workdir, name), "wb") as f:
+                f.write(data)
             os.chmod(os.path.join(workdir, name), 0o644)
         stdin_path = None
         if stdin is not None:
@@ -277,16 +293,16 @@ def _execute(
             "fsize_bytes": int(max_file_mb) * 1024 * 1024,
             "nofile": int(max_open_files),
             "nproc": int(max_processes),
-            "workdir_mb": int(workdir_mb),
+            "workdir_mb": int(workdir_mb) + _files_mb(workdir),
             "stdin_path": stdin_path,
             "token_fd": token_r,
             "result_fd": result_w,
-            "cgroup": True,
+            "cgroup": "cgroup" not in disable,
             # all processes of the run together: one program's worth plus its tmpfs and slack
             "cgroup_memory_bytes": (int(memory_mb) + int(workdir_mb) + 64) * 1024 * 1024,
-            "net_ns": not network,
-            "mount_ns": True,
-            "pid_ns": True,
+            "net_ns": not network and "net_ns" not in disable,
+            "mount_ns": "mount_ns" not in disable,
+            "pid_ns": "pid_ns" not in disable,
             "uid": None,  # set below once the launcher's pid is known (see launcher.py)
             "unique_uid": drop,
             "network": network,
@@ -323,6 +339,12 @@ def _execute(
         _remove_tree(workdir)
 
 
+def _files_mb(workdir: str) -> int:
+    """Room the given files take in the working directory (added to its tmpfs size)."""
+    total = sum(e.stat().st_size for e in os.scandir(workdir) if e.is_file())
+    return (total + (1 << 20) - 1) >> 20
+
+
 def _remove_tree(path: str) -> None:
     def onerror(func, p, _exc):
         try:
@@ -336,7 +358,7 @@ def _remove_tree(path: str) -> None:
 
 def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_mb):
     sel = selectors.DefaultSelector()
-    bufs = {"stdout": bytearray(), "stderr": bytearray(), "status": bytearray(), "result": bytearray()}
+    bufs = {k: bytearray() for k in ("stdout", "stderr", "status", "result")}
     totals = dict.fromkeys(bufs, 0)
     names = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr", status_r: "status"}
     if result_r is not None:
@@ -406,6 +428,12 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
                 if isinstance(v, bool):
                     layers[k] = v
     stderr = _decode(bufs["stderr"], totals["stderr"])
+    lost = "exit_code" not in exit_info and "signal" not in exit_info
+    if lost and proc.returncode not in (0, -signal.SIGKILL) and not (timed_out or output_exceeded):
+        raise SandboxError(
+            f"the sandbox launcher ({_LAUNCHER.name}) failed with exit code "
+            f"{proc.returncode}: {stderr[-2000:]}"
+        )
     status, reason = _classify(exit_info, timed_out and not output_exceeded, stderr)
     if output_exceeded and not timed_out:
         status, reason = "killed", f"wrote more than {output_limit_mb:g} MB of output"
@@ -479,6 +507,7 @@ def run_code(
     files: dict[str, str | bytes] | None = None,
     unprivileged: bool = True,
     output_limit_mb: float = 8.0,
+    disable: Iterable[str] = (),
 ) -> ExecResult:
     """Run one untrusted ``program`` in the sandbox and say what happened.
 
@@ -487,6 +516,8 @@ def run_code(
     it in its working directory. ``network=True`` skips the network namespace (not advised).
     Output beyond ``max_output_bytes`` per stream is dropped (and marked); a program that
     writes more than ``output_limit_mb`` in all is killed (status ``killed``).
+    ``disable`` switches off optional layers by name (see ``OPTIONAL_LAYERS``), e.g. to show
+    in a notebook what each one stops; ``ExecResult.layers`` always says what was active.
     """
     _check_language(language)
     if not isinstance(program, str):
@@ -509,6 +540,7 @@ def run_code(
         token=None,
         unprivileged=unprivileged,
         output_limit_mb=output_limit_mb,
+        disable=disable,
     )
     return res
 
@@ -536,17 +568,18 @@ def check_program(
         argv.append(entry_point)
     files = dict(kwargs.pop("files", None) or {})
     files.update({"solution.py": solution, "tests.py": tests})
-    opts = dict(
-        stdin=None,
-        network=False,
-        max_output_bytes=64_000,
-        max_processes=64,
-        max_open_files=256,
-        max_file_mb=16,
-        workdir_mb=64,
-        unprivileged=True,
-        output_limit_mb=8.0,
-    )
+    opts = {
+        "stdin": None,
+        "network": False,
+        "max_output_bytes": 64_000,
+        "max_processes": 64,
+        "max_open_files": 256,
+        "max_file_mb": 16,
+        "workdir_mb": 64,
+        "unprivileged": True,
+        "output_limit_mb": 8.0,
+        "disable": (),
+    }
     unknown = set(kwargs) - set(opts)
     if unknown:
         raise TypeError(f"check_program got unknown keyword arguments: {sorted(unknown)}")

@@ -63,10 +63,10 @@ def _main(argv):
         tests = f.read()
     namespace = {"__name__": "solution", "__builtins__": __builtins__}
     try:
-        exec(compile(solution, solution_path, "exec"), namespace)
+        exec(compile(solution, solution_path, "exec"), namespace)  # noqa: S102
         settrace(None)
         setprofile(None)
-        exec(compile(tests, tests_path, "exec"), namespace)  # defines check() after the solution
+        exec(compile(tests, tests_path, "exec"), namespace)  # noqa: S102 - check() last
         if entry:
             if entry not in namespace:
                 raise NameError(f"the solution defines no {entry!r}")
@@ -86,7 +86,7 @@ def _main(argv):
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
+    except BaseException:  # noqa: BLE001, S110 - a closed stdout must not stop the proof
         pass
     token = read(3, 256)  # only now, after every test ran, does the secret enter this process
     write(4, token)

@@ -46,7 +46,7 @@ def _call(name, *args):
 
 
 def _mount(src, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    enc = lambda s: None if s is None else s.encode()
     _call("mount", enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
 
 
@@ -319,7 +319,7 @@ def _exec_program(cfg, status_fd, ready_r):
         "core": (resource.RLIMIT_CORE, 0, 0),
     }
     ok = True
-    for _, (which, soft, hard) in limits.items():
+    for which, soft, hard in limits.values():
         try:
             resource.setrlimit(which, (soft, hard))
         except (OSError, ValueError):
