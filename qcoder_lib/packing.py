@@ -163,11 +163,13 @@ def unpack(batch: PackedBatch) -> list[list[int]]:
 
 def document_mask(position_ids: torch.Tensor) -> torch.Tensor:
     """Attention mask from restarting position ids: ``(T,) -> (T, T)`` or ``(N, T) -> (N, T, T)``
-    bool, True where query ``i`` may attend key ``j``: ``j <= i`` and no restart (position 0)
-    in ``(j, i]``. This is what "the model masks attention across documents" means."""
+    bool, True where query ``i`` may attend key ``j``: ``j <= i`` and both in the same document.
+    A document starts wherever a position is not the previous one + 1 (a restart at 0 in packed
+    rows), the rule of :func:`qcoder_lib.model.packed_document_ids` and of transformers."""
     squeeze = position_ids.dim() == 1
     pos = position_ids.unsqueeze(0) if squeeze else position_ids  # (N, T)
-    segment = torch.cumsum((pos == 0).long(), dim=-1)  # (N, T) piece index per token
+    starts = torch.diff(pos, prepend=pos[:, :1] - 1, dim=-1) != 1  # (N, T)
+    segment = torch.cumsum(starts.long(), dim=-1)  # (N, T) piece index per token
     t = pos.shape[-1]
     causal = torch.ones(t, t, dtype=torch.bool, device=pos.device).tril()
     mask = (segment.unsqueeze(-1) == segment.unsqueeze(-2)) & causal  # (N, T, T)

@@ -90,6 +90,23 @@ def test_document_mask_matches_per_document_attention():
         assert torch.allclose(packed[r : r + 1, :, c : c + n], alone, atol=1e-6), (d, r)
 
 
+def test_packed_rows_through_the_model_equal_documents_alone():
+    # the model masks across documents from the restarting position ids (the course contract)
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+
+    torch.manual_seed(0)
+    cfg = QwenConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, attn_implementation="eager")
+    model = QwenForCausalLM(cfg).eval()
+    samples = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10, 11, 12, 13, 14, 15, 16]]
+    b = pack_sequences(samples, 8, eos_id=63, pad_id=0)
+    with torch.no_grad():
+        packed = model(b.input_ids, position_ids=b.position_ids)  # (N, L, V)
+        for d, r, c, n in b.pieces:
+            alone = model(b.input_ids[r : r + 1, c : c + n])
+            assert torch.allclose(packed[r, c : c + n], alone[0], atol=1e-5), (d, r, c)
+
+
 def test_document_mask_by_hand():
     pos = torch.tensor([0, 1, 2, 0, 1, 0])
     want = torch.tensor([
@@ -102,6 +119,8 @@ def test_document_mask_by_hand():
     ], dtype=torch.bool)
     assert torch.equal(document_mask(pos), want)
     assert torch.equal(document_mask(pos.unsqueeze(0))[0], want)
+    # a jump that is not a restart also starts a document (transformers' rule)
+    assert torch.equal(document_mask(torch.tensor([0, 1, 2, 7, 8, 0])), want)
 
 
 def test_labels_stay_inside_documents():
