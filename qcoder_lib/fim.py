@@ -222,6 +222,37 @@ def apply_fim(
     return sample
 
 
+def fim_documents(documents, tokenizer, config: FIMConfig | None = None, *, seed: int = 0,
+                  stats: FIMStats | None = None):
+    """Yield one :class:`FIMSample` per document, lazily, from one seeded stream of draws.
+
+    ``documents``: strings, ``(path, text)`` pairs, or objects with ``.text`` and ``.path``
+    (a :class:`qcoder_lib.data.sources.Document`); the path picks the grammar for syntax spans.
+    """
+    rng = random.Random(seed)
+    for doc in documents:
+        if isinstance(doc, str):
+            path, text = None, doc
+        elif isinstance(doc, tuple):
+            path, text = doc
+        else:
+            path, text = getattr(doc, "path", None), doc.text
+        yield apply_fim(text, tokenizer, rng, config, path=path, stats=stats)
+
+
+# Generation stops at any of these (Qwen2.5-Coder's FIM inference; the official repo-level
+# example also cuts the answer at <|file_sep|>).
+FIM_STOP_TOKENS = [FIM_PREFIX, FIM_SUFFIX, FIM_PAD, REPO_NAME, FILE_SEP, ENDOFTEXT, "<|im_end|>"]
+
+
+def fim_prompt_ids(tokenizer, prefix: str, suffix: str, mode: str = "psm") -> list[int]:
+    """The inference prompt asking for the middle between ``prefix`` and ``suffix``: a training
+    sample of the same ``mode`` cut right before the middle's tokens (PSM ends with
+    ``<|fim_middle|>``; SPM ends with the prefix after ``<|fim_middle|>``)."""
+    ids = build_ids(tokenizer, mode, prefix, "", suffix)
+    return ids[:-1]  # drop <|endoftext|>: the model writes the middle, then ends it
+
+
 def _find(ids: list[int], tid: int, what: str, start: int = 0) -> int:
     try:
         return ids.index(tid, start)

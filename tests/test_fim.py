@@ -11,10 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qcoder_lib.fim import (
+    FIM_STOP_TOKENS,
     FIMConfig,
     FIMStats,
     apply_fim,
     build_ids,
+    fim_documents,
+    fim_prompt_ids,
     fim_token_ids,
     order_context_files,
     random_split,
@@ -244,3 +247,43 @@ def test_render_html_escapes_and_marks_specials(tok):
     assert "&lt;|fim_prefix|&gt;" in h and "<b>" not in h.replace("<pre", "").replace(
         "</pre>", "")
     assert h.count("background:#444444") == 4
+
+
+@SETTINGS
+@given(x=documents, seed=st.integers(0, 2**32), mode=st.sampled_from(["psm", "spm"]))
+def test_inference_prompt_is_the_sample_cut_before_the_middle(tok, x, seed, mode):
+    s = apply_fim(x, tok, random.Random(seed), FIMConfig(fim_rate=1.0,
+                                                         spm_rate=float(mode == "spm")))
+    prompt = fim_prompt_ids(tok, s.prefix, s.suffix, mode)
+    n_mid = len(tok.encode(s.middle, add_special_tokens=False, split_special_tokens=True))
+    assert s.input_ids[: len(prompt)] == prompt
+    assert len(s.input_ids) == len(prompt) + n_mid + 1  # then the middle and <|endoftext|>
+    ids = fim_token_ids(tok)
+    if mode == "psm":
+        assert prompt[-1] == ids["<|fim_middle|>"]
+    else:
+        assert prompt[:2] == [ids["<|fim_prefix|>"], ids["<|fim_suffix|>"]]
+    assert {special_ids(tok)[t] for t in FIM_STOP_TOKENS} >= {ids["<|endoftext|>"],
+                                                              ids["<|file_sep|>"]}
+
+
+def test_fim_documents_streams_and_repeats_with_a_seed(tok):
+    class Doc:
+        def __init__(self, path, text):
+            self.path, self.text = path, text
+
+    docs = ["a = 1\n", ("x.go", EXAMPLE_CODE["go"]), Doc("y.rs", EXAMPLE_CODE["rust"])] * 10
+    cfg = FIMConfig(fim_rate=0.7, span="syntax")
+    stats = FIMStats()
+    first = [s.input_ids for s in fim_documents(docs, tok, cfg, seed=4, stats=stats)]
+    again = [s.input_ids for s in fim_documents(docs, tok, cfg, seed=4)]
+    other = [s.input_ids for s in fim_documents(docs, tok, cfg, seed=5)]
+    assert first == again and first != other and stats.documents == 30
+    texts = [d if isinstance(d, str) else (d[1] if isinstance(d, tuple) else d.text)
+             for d in docs]
+    assert [unfim(ids, tok) for ids in first] == texts
+    # plain strings have no path, so each of them that became FIM fell back for "no_language"
+    str_fim = sum(1 for d, ids in zip(docs, first)
+                  if isinstance(d, str) and split_fim_ids(ids, tok)[0] != "plain")
+    assert stats.fallback == ({"no_language": str_fim} if str_fim else {})
+    assert stats.syntax == stats.fim - str_fim
