@@ -6,6 +6,7 @@ The hostile programs (fork bombs, escapes...) are in test_sandbox_hostile.py.
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 
 import pytest
@@ -261,3 +262,46 @@ def test_daemons_are_killed_even_with_layers_off(disable, ends_by):
         assert r.layers.get(layer) in (False, None), (layer, r.layers)
     assert _processes_with(marker) == [], "a daemon outlived its sandbox run"
     assert not os.path.exists(r.workdir)
+
+
+def test_caller_killed_mid_run_leaves_nothing(tmp_path):
+    """If the process that called run_code dies, the run is stopped and cleaned up anyway."""
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    marker = f"qcoder-orphan-{os.getpid()}"
+    base = tempfile.mkdtemp(prefix="qcoder-sbx-test-")  # world-traversable, unlike tmp_path
+    os.chmod(base, 0o755)
+    program_file = tmp_path / "program.py"  # not on the caller's command line: the marker is
+    program_file.write_text(DAEMON.replace("MARKER", marker) + "time.sleep(60)\n")
+    script = (
+        "import sys; from qcoder_lib.sandbox import run_code\n"
+        "run_code(open(sys.argv[1]).read(), timeout_s=60)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, str(program_file)],
+        cwd=repo,
+        env={**os.environ, "TMPDIR": base},
+    )
+    try:
+        for _ in range(100):  # wait until the daemon runs
+            if _processes_with(marker):
+                break
+            time.sleep(0.05)
+        assert _processes_with(marker), "the sandboxed daemon never started"
+        assert os.listdir(base), "the run's working directory should exist while it runs"
+        caller.kill()
+        caller.wait()
+        for _ in range(100):
+            if not _processes_with(marker) and not os.listdir(base):
+                break
+            time.sleep(0.05)
+        assert _processes_with(marker) == [], "the run outlived its caller"
+        assert os.listdir(base) == [], "the working directory outlived the caller"
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+        shutil.rmtree(base, ignore_errors=True)

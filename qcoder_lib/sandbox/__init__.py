@@ -284,6 +284,7 @@ def _execute(
         full_argv = [interp if a == "{python}" else a for a in argv]
         cfg: dict[str, Any] = {
             "status_fd": status_w,
+            "parent_pid": os.getpid(),
             "workdir": workdir,
             "argv": full_argv,
             "argv_privileged": [sys.executable if a == "{python}" else a for a in argv],

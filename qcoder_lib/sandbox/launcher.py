@@ -250,13 +250,24 @@ class _Init:
     def run(self):
         cfg = self.cfg
         layers = {"pid_ns": self.in_pid_ns}
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # L gone: all of us go
+        except OSError:
+            pass
         try:
             _call("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
             layers["subreaper"] = True
         except OSError:
             layers["subreaper"] = False
         if cfg.get("mount_ns"):
-            layers.update(self.setup_mounts())
+            # Only I and P get the new mount namespace: L stays in the host's, so that it can
+            # still delete the working directory after the run.
+            try:
+                _call("unshare", CLONE_NEWNS)
+                layers.update(self.setup_mounts())
+            except OSError:
+                layers["mount_ns"] = False
         _report(self.status_fd, who="init", layers=layers)
         signal.signal(signal.SIGUSR1, self.kill_all)  # the parent's "time is up"
         signal.signal(signal.SIGTERM, self.kill_all)
@@ -344,6 +355,10 @@ def _exec_program(cfg, status_fd, ready_r):
             except OSError:
                 continue
     try:
+        _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # (cleared by setuid: again)
+    except OSError:
+        pass
+    try:
         _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         layers["no_new_privs"] = True
     except OSError:
@@ -384,10 +399,24 @@ def _exec_program(cfg, status_fd, ready_r):
 def main():
     cfg = json.loads(sys.argv[1])
     status_fd = cfg["status_fd"]
+    state = {"stop": False, "init": None}
+
+    def stop(*_):  # the parent asks us to stop (or died): I kills everything it started
+        state["stop"] = True
+        if state["init"]:
+            try:
+                os.kill(state["init"], signal.SIGUSR1)
+            except OSError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # die with the parent
+        # If the parent dies we get SIGTERM, stop the run and clean up like after a timeout.
+        _call("prctl", PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:
         pass
+    if os.getppid() != cfg.get("parent_pid", os.getppid()):
+        os._exit(1)  # the parent died before the prctl: run nothing
     layers = {"session": os.getsid(0) == os.getpid()}
     try:
         _write("/proc/self/oom_score_adj", -1000)  # the OOM killer picks the program, not us
@@ -396,8 +425,6 @@ def main():
     cgroups, cg_layers = _cgroup_setup(cfg)
     layers.update(cg_layers)
     flags = {"net_ns": CLONE_NEWNET, "ipc_ns": CLONE_NEWIPC, "uts_ns": CLONE_NEWUTS}
-    if cfg.get("mount_ns"):
-        flags["mount_ns_unshared"] = CLONE_NEWNS
     if cfg.get("pid_ns"):
         flags["pid_ns_unshared"] = CLONE_NEWPID
     for name, flag in flags.items():
@@ -409,7 +436,6 @@ def main():
             layers[name] = True
         except OSError:
             layers[name] = False
-    cfg["mount_ns"] = layers.pop("mount_ns_unshared", False)
     cfg["net_ns_active"] = layers["net_ns"]
     if cfg.get("unique_uid"):
         cfg["uid"] = 1_000_000 + os.getpid()  # unique among live runs: our pid is
@@ -418,15 +444,10 @@ def main():
     pid = os.fork()
     if pid == 0:
         init.run()  # never returns
+    state["init"] = pid
+    if state["stop"]:
+        stop()
     _report(status_fd, who="launcher", layers=layers, init_pid=pid)
-
-    def forward(*_):  # the parent asks us to stop: I kills everything it started
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:
-            pass
-
-    signal.signal(signal.SIGTERM, forward)
     while True:
         try:
             os.waitpid(pid, 0)
@@ -434,6 +455,9 @@ def main():
         except ChildProcessError:
             break
     _report(status_fd, who="cgroup", **_cgroup_teardown(cgroups))
+    import shutil
+
+    shutil.rmtree(cfg["workdir"], ignore_errors=True)  # the parent does too, unless it died
     os._exit(0)
 
 
