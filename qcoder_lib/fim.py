@@ -39,6 +39,7 @@ import html
 import itertools
 import random
 import unicodedata
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -127,10 +128,25 @@ class FIMStats:
         return sum(self.fallback.values())
 
 
+_IDS_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def fim_token_ids(tokenizer) -> dict[str, int]:
-    """The ids of the FIM, repo and end-of-text special tokens in ``tokenizer`` (by name)."""
+    """The ids of the FIM, repo and end-of-text special tokens in ``tokenizer`` (by name).
+    Cached per tokenizer (looking them up reads the whole vocabulary), renewed if it grows."""
+    try:
+        size, ids = _IDS_CACHE[tokenizer]
+        if size == len(tokenizer):
+            return dict(ids)
+    except (KeyError, TypeError):
+        pass
     names = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, ENDOFTEXT, REPO_NAME, FILE_SEP)
-    return {n: special_id(tokenizer, n) for n in names}
+    ids = {n: special_id(tokenizer, n) for n in names}
+    try:
+        _IDS_CACHE[tokenizer] = (len(tokenizer), ids)
+    except TypeError:  # not weak-referenceable: no cache
+        pass
+    return dict(ids)
 
 
 def grapheme_boundaries(text: str) -> list[int]:
