@@ -549,6 +549,7 @@ def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
         docs_documents,
         math_documents,
         site_package_repos,
+        stdlib_repo,
         text_documents,
     )
     from qcoder_lib.runtime import get_profile
@@ -582,7 +583,8 @@ def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
     names = [n for n in sorted(topics) if _in_heldout(n) == held]
     random.Random(1).shuffle(names)
     docs += _take((topics[n] for n in names), budget["docs"] - sum(map(len, docs)))
-    docstrings = (d.text for d in text_documents(samples_dir=None, include_packages=False)
+    docstrings = (d.text for d in text_documents(samples_dir=None, include_packages=False,
+                                                 docstring_roots=[stdlib_repo()])
                   if _in_heldout(d.path) == held)  # stdlib docstrings, when still short
     docs += _take(docstrings, budget["docs"] - sum(map(len, docs)))
 
