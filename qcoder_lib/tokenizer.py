@@ -386,7 +386,9 @@ def encode_data(tokenizer, text: str) -> list[int]:
 
     Any special-token string inside it (``"<|endoftext|>"``, ``"<|fim_prefix|>"``, ...) is
     split into ordinary tokens, so that special ids only enter a sequence when code puts them
-    there by id. No bos/eos is added. ``decode`` gives back ``unicodedata.normalize("NFC",
+    there by id. No bos/eos is added. (It switches the backend to split mode for the call and
+    back, so do not share one tokenizer object between threads that call this and templates at
+    the same time.) ``decode`` gives back ``unicodedata.normalize("NFC",
     text)`` (``text`` itself when it is NFC already, as nearly all files are). Raises
     ``ValueError`` for a lone surrogate (with its position).
     """
@@ -475,8 +477,15 @@ def encode_chat(tokenizer, messages: list[dict], *, add_generation_prompt: bool 
     ``<|im_start|>`` / ``<|im_end|>`` ids are inserted by id and everything between them
     (role, newline, content) is encoded as data. A message that contains ``"<|im_end|>"`` can
     therefore not close its turn early. For content without special-token strings the ids equal
-    ``tokenizer.apply_chat_template(messages, tokenize=True)``."""
+    ``tokenizer.apply_chat_template(messages, tokenize=True)``.
+
+    Plain turns only: a message with ``tool_calls`` or role ``tool`` raises ``ValueError``
+    naming its index (format those with ``apply_chat_template``)."""
     start, end = special_id(tokenizer, "<|im_start|>"), special_id(tokenizer, "<|im_end|>")
+    for i, m in enumerate(messages):
+        if m.get("tool_calls") or m.get("role") == "tool" or not isinstance(m.get("content"), str):
+            raise ValueError(f"encode_chat: messages[{i}] is a tool message or has no text "
+                             "content; use tokenizer.apply_chat_template for tool use")
     turns = [(m["role"], m["content"]) for m in messages]
     if not turns or turns[0][0] != "system":
         turns.insert(0, ("system", system_prompt))

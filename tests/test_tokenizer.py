@@ -260,6 +260,8 @@ def test_encode_chat_equals_template_ids_and_blocks_turn_injection(tok):
     naive = tok.apply_chat_template(evil, tokenize=True, return_dict=False)
     assert naive.count(start) == 3  # the template alone lets the user open a system turn
     assert T.decode(tok, safe) == T.render_chatml(evil)
+    with pytest.raises(ValueError, match=r"messages\[1\]"):
+        T.encode_chat(tok, [{"role": "user", "content": "x"}, {"role": "tool", "content": "ok"}])
 
 
 # ------------------------------------------------------------------ injection
