@@ -17,7 +17,12 @@ What this module gives the course:
 - :func:`encode_data`: the only right way to encode text that comes from data. A file that
   contains the literal string ``<|endoftext|>`` is encoded as the characters it holds, never as
   the special id; special tokens enter a sequence only by id (:func:`special_id`).
-- :func:`special_id`, :func:`qwen_id_map`, :func:`padded_vocab_size`: ids in a given tokenizer.
+  :func:`encode_data_batch` does the same for many texts.
+- :func:`special_id`, :func:`special_ids`, :func:`qwen_id_map`, :func:`regular_vocab_size`,
+  :func:`padded_vocab_size`: ids and sizes in a given tokenizer.
+- :func:`render_chatml` (ChatML written by hand, the reference for the template) and
+  :func:`encode_chat` (a conversation's ids with the turn markers inserted by id).
+- :func:`tokenizer_corpus` (the embedded corpus) and :func:`bytes_per_token` (compression).
 
 Vocabulary layout. ``vocab_size`` in :func:`train_tokenizer` counts the *regular* tokens (the 256
 byte symbols plus the learned merges), like Qwen's 151,643. The special tokens follow in
@@ -30,7 +35,12 @@ Choices (documented here, tested in ``tests/test_tokenizer.py``):
 - ``eos_token`` and ``pad_token`` are both ``<|endoftext|>`` (as in Qwen2.5's base models; the
   instruct models set eos to ``<|im_end|>``, the chat template ends each turn with it). Padding
   positions are masked by the attention mask / loss mask, so sharing the id is harmless, and the
-  vocabulary stays identical to Qwen's layout (no extra pad token). There is no bos token.
+  vocabulary stays identical to Qwen's layout (no extra pad token). The one consequence: build
+  loss masks from the attention mask or the lengths, never from ``ids == pad_token_id``, which
+  would also hide every real ``<|endoftext|>``. There is no bos token.
+- All 22 special tokens are flagged special (``skip_special_tokens`` drops them). Qwen's
+  published tokenizer flags ``<tool_call>`` ... ``<|file_sep|>`` as added but not special;
+  :func:`encode_data` is safe with either.
 - Normalisation: NFC, as Qwen. So the round trip ``decode(encode_data(tok, x)) == x`` holds for
   NFC-normalised strings; in general ``decode(encode_data(tok, x)) == unicodedata.normalize(
   "NFC", x)``. We keep the normaliser (rather than dropping it for an exact round trip) because
