@@ -305,3 +305,50 @@ def test_caller_killed_mid_run_leaves_nothing(tmp_path):
         if caller.poll() is None:
             caller.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+NON_ROOT_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from qcoder_lib.sandbox import run_code
+out = {}
+r = run_code("import os; print(os.getpid(), len(os.listdir('/home')))")
+out["hello"] = [r.status, r.stdout, r.layers]
+r = run_code("import socket; socket.create_connection(('1.1.1.1', 53), timeout=0.5)")
+out["socket"] = [r.status, r.stderr[-200:]]
+r = run_code("import subprocess; subprocess.run(['mount', '-o', 'remount,rw', '/'])\\n"
+             "open('/tmp/" + sys.argv[2] + "', 'w')")
+out["remount"] = [r.status, r.stderr[-200:]]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to start a caller as another user")
+def test_non_root_caller_gets_namespaces_through_a_user_namespace():
+    """A learner's laptop: no root. A user namespace still gives net / pid / mount isolation."""
+    import json
+    import subprocess
+
+    interp, world_ok = sandbox_interpreter()
+    if not world_ok:
+        pytest.skip("no interpreter that an unprivileged caller can execute")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    marker = f"qcoder_sbx_nonroot_{os.getpid()}"
+    done = subprocess.run(
+        [interp, "-I", "-c", NON_ROOT_SCRIPT, repo, marker],
+        user=65534, group=65534, extra_groups=[], capture_output=True, text=True,
+        timeout=60, cwd="/", env={"PATH": "/usr/bin:/bin"}, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    status, stdout, layers = out["hello"]
+    assert status == "passed", out
+    if not layers.get("user_ns"):
+        pytest.skip("this kernel refuses unprivileged user namespaces: only the fallbacks apply")
+    for layer in ("user_ns", "net_ns", "pid_ns", "mount_ns", "readonly_root", "private_proc"):
+        assert layers[layer] is True, (layer, layers)
+    assert layers["unprivileged_user"] is False  # no uid of its own: it runs as the caller
+    assert stdout.split()[0] == "2"  # pid 2: the sandbox's init is pid 1
+    assert out["socket"][0] == "failed" and "unreachable" in out["socket"][1]
+    assert out["remount"][0] == "failed" and "Read-only" in out["remount"][1]
+    assert not os.path.exists(f"/tmp/{marker}")

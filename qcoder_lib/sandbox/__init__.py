@@ -287,7 +287,11 @@ def _execute(
             "parent_pid": os.getpid(),
             "workdir": workdir,
             "argv": full_argv,
-            "argv_privileged": [sys.executable if a == "{python}" else a for a in argv],
+            # still root after a failed uid drop: the caller's own interpreter if none is shared
+            "argv_privileged": [
+                (interp if world_ok else sys.executable) if a == "{python}" else a for a in argv
+            ],
+            "hide_dirs": _dirs_to_hide(workdir, interp if world_ok else sys.executable),
             "env": _minimal_env(workdir),
             "cpu_s": max(1, int(timeout_s + 1.999)),
             "memory_bytes": int(memory_mb) * 1024 * 1024,
@@ -338,6 +342,26 @@ def _execute(
             except OSError:
                 pass
         _remove_tree(workdir)
+
+
+def _dirs_to_hide(workdir: str, interpreter: str) -> list[str]:
+    """Home directories to cover with an empty tmpfs (where credentials usually live).
+
+    A directory is left visible when the interpreter or the working directory is inside it
+    (e.g. a conda install in the caller's home); ``layers["hidden_homes"]`` then says False.
+    """
+    keep = [os.path.realpath(p) for p in (workdir, interpreter)]
+    if os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+        keep += [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)]
+    out = []
+    for d in ("/root", "/home", os.path.expanduser("~")):
+        d = os.path.realpath(d)
+        if d in out or d == "/" or not os.path.isdir(d):
+            continue
+        if any(k == d or k.startswith(d + os.sep) for k in keep):
+            continue
+        out.append(d)
+    return out
 
 
 def _files_mb(workdir: str) -> int:
@@ -418,6 +442,8 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
             msg = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if msg.get("who") == "error":
+            raise SandboxError(f"the sandbox failed in its {msg.get('where')}: {msg.get('error')}")
         if msg.get("who") == "exit":
             exit_info.update(msg)
         elif msg.get("who") == "cgroup":

@@ -18,14 +18,21 @@ status pipe saying which layers are active, so the parent can report them. The l
 written by I, is the program's exit status and resource usage.
 """
 
+# Every module is imported here, before the mounts may hide the interpreter's home directory
+# (os.wait4 needs resource too).
 import ctypes
+import fcntl
 import json
 import os
+import resource
+import shutil
 import signal
 import sys
 import time
+import traceback
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
@@ -73,6 +80,40 @@ def _children_of(pid):
         if int(fields[1]) == pid:
             kids.append(int(name))
     return kids
+
+
+def _tasks_of_uid(uid):
+    """How many tasks (processes and threads) the user already has: RLIMIT_NPROC counts them."""
+    n = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid:
+            n += int(fields.get("Threads", "1"))
+    return n
+
+
+def _enter_user_ns():
+    """Not root: a user namespace gives us the right to make the other namespaces.
+
+    Our uid maps to itself, so P (which ``exec``s with a nonzero uid) loses every capability
+    in the namespace: it cannot undo the mounts I made (unmount, remount read-write).
+    """
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        _call("unshare", CLONE_NEWUSER)
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        return True
+    except OSError:
+        return False
 
 
 def _sweep_uid(uid):
@@ -215,6 +256,15 @@ class _Init:
                 layers["private_proc"] = True
             except OSError:
                 layers["private_proc"] = False
+        hidden = []
+        for d in cfg.get("hide_dirs", []):
+            try:
+                flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                _mount("tmpfs", d, "tmpfs", flags, "size=16k")
+                hidden.append(d)
+            except OSError:
+                pass
+        layers["hidden_homes"] = bool(hidden) and len(hidden) == len(cfg.get("hide_dirs", []))
         work = cfg["workdir"]
         try:
             # Keep the program files, then put a size-limited tmpfs on the working directory.
@@ -307,8 +357,14 @@ class _Init:
 
 def _exec_program(cfg, status_fd, ready_r):
     """In P: limits, own process group, unprivileged uid, minimal env, then exec."""
-    import resource
+    try:
+        _prepare_and_exec(cfg, status_fd, ready_r)
+    except BaseException:  # noqa: BLE001 - report the sandbox's own failure, never run on
+        _report(status_fd, who="error", where="program setup", error=traceback.format_exc())
+        os._exit(127)
 
+
+def _prepare_and_exec(cfg, status_fd, ready_r):
     layers = {}
     try:
         _write("/proc/self/oom_score_adj", 1000)
@@ -370,30 +426,33 @@ def _exec_program(cfg, status_fd, ready_r):
     layers["sockets_disabled"] = no_sockets
     argv = [("no-sockets" if no_sockets else "net-ok") if a == "NET" else a for a in argv]
     _report(status_fd, who="program", layers=layers, uid=ran_as)
+    # Move every fd we keep out of the way first, so that no dup2 below overwrites another.
+    status_fd = fcntl.fcntl(status_fd, fcntl.F_DUPFD_CLOEXEC, 10)  # closed by a successful exec
+    moved = {}
+    for target, key in ((3, "token_fd"), (4, "result_fd")):
+        if cfg.get(key) is not None:
+            moved[target] = fcntl.fcntl(cfg[key], fcntl.F_DUPFD_CLOEXEC, 10)
+    os.chdir(work)
+    fd0 = os.open(cfg.get("stdin_path") or os.devnull, os.O_RDONLY)
+    os.dup2(fd0, 0)
+    # fds 1, 2 are the parent's stdout/stderr pipes; 3/4 are the token and result pipes.
+    keep = {0, 1, 2, status_fd, *moved.values()}
+    for target, fd in moved.items():
+        os.dup2(fd, target)  # dup2 makes the target inheritable
+        keep.add(target)
+    for fd in range(3, 1024):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    for fd in moved.values():
+        os.close(fd)
     try:
-        os.chdir(work)
-        stdin_path = cfg.get("stdin_path")
-        fd0 = os.open(stdin_path or os.devnull, os.O_RDONLY)
-        os.dup2(fd0, 0)
-        # fds 1, 2 are the parent's stdout/stderr pipes; keep 3/4 (token, result) if given.
-        keep = {0, 1, 2}
-        for target, fd in ((3, cfg.get("token_fd")), (4, cfg.get("result_fd"))):
-            if fd is not None:
-                os.dup2(fd, target)
-                os.set_inheritable(target, True)
-                keep.add(target)
-        for fd in range(3, 1024):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
         os.execve(argv[0], argv, cfg["env"])
-    except BaseException as e:  # noqa: BLE001 - report and die, never return into I's code
-        try:
-            os.write(2, f"sandbox: could not start the program: {e}\n".encode())
-        finally:
-            os._exit(127)
+    except OSError as e:
+        _report(status_fd, who="error", where="exec", error=f"{argv[0]}: {e}")
+        os._exit(127)
 
 
 def main():
@@ -424,6 +483,10 @@ def main():
         pass
     cgroups, cg_layers = _cgroup_setup(cfg)
     layers.update(cg_layers)
+    if os.geteuid() != 0:
+        # RLIMIT_NPROC counts every task of the user: allow max_processes more than it has.
+        cfg["nproc"] += _tasks_of_uid(os.getuid())
+        layers["user_ns"] = cfg.get("user_ns", True) and _enter_user_ns()
     flags = {"net_ns": CLONE_NEWNET, "ipc_ns": CLONE_NEWIPC, "uts_ns": CLONE_NEWUTS}
     if cfg.get("pid_ns"):
         flags["pid_ns_unshared"] = CLONE_NEWPID
@@ -443,7 +506,12 @@ def main():
     init = _Init(cfg, status_fd, in_pid_ns)
     pid = os.fork()
     if pid == 0:
-        init.run()  # never returns
+        try:
+            init.run()  # never returns
+        except BaseException:  # noqa: BLE001
+            _report(status_fd, who="error", where="init", error=traceback.format_exc())
+            init.kill_all()
+            os._exit(1)
     state["init"] = pid
     if state["stop"]:
         stop()
@@ -455,8 +523,6 @@ def main():
         except ChildProcessError:
             break
     _report(status_fd, who="cgroup", **_cgroup_teardown(cgroups))
-    import shutil
-
     shutil.rmtree(cfg["workdir"], ignore_errors=True)  # the parent does too, unless it died
     os._exit(0)
 
