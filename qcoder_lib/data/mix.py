@@ -101,6 +101,7 @@ class MixReport:
     tokens: Counter = field(default_factory=Counter)  # group -> tokens written (eos included)
     documents: Counter = field(default_factory=Counter)  # group -> chunks written
     source_tokens: Counter = field(default_factory=Counter)  # document source -> tokens
+    source_documents: Counter = field(default_factory=Counter)  # document source -> documents
     bytes_in: int = 0  # UTF-8 bytes of the documents written
     stopped_by: str = ""  # "total_tokens" or "<group> ran out"
     tokenizer: str = ""  # name of the tokenizer that counted tokens
@@ -199,6 +200,7 @@ def mix_sources(streams: dict[str, Iterable[Document]], out_dir: str | Path | No
         report.source_tokens[d.source] += len(ids)
         if part == 0:
             report.bytes_in += len(d.text.encode("utf-8"))
+            report.source_documents[d.source] += 1
         if writer is not None:
             writer.add(ids, {"group": g, "source": d.source, "repo": d.repo, "path": d.path,
                              "part": part})

@@ -234,6 +234,7 @@ def code_documents(
     max_bytes: int = DEFAULT_MAX_BYTES,
     languages: Iterable[str] | None = None,
     stats: SourceStats | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[Document]:
     """Source-code files as documents, one per file, ``source="code"``.
 
@@ -243,15 +244,21 @@ def code_documents(
     ``languages`` keeps only those languages (names as in :data:`CODE_EXTENSIONS`).
     ``max_files`` caps the documents yielded overall, ``max_files_per_repo`` per repository (so a
     small corpus still spans many repositories). Skipped files are counted in ``stats``.
+    ``shard=(rank, world_size)`` reads only every ``world_size``-th candidate file of each
+    repository (a parallel worker's share; the caps then apply to that share).
     """
     stats = stats if stats is not None else SourceStats()
     wanted = set(languages) if languages else None
     total = 0
-    for repo in _as_repos(roots):
+    for repo_i, repo in enumerate(_as_repos(roots)):
         in_repo = 0
+        candidate = repo_i  # shard key: repository number + file number in the repository
         for rel in repo_files(repo):
             lang = language_of(rel)
             if lang is None or (wanted is not None and lang not in wanted):
+                continue
+            candidate += 1
+            if shard is not None and candidate % shard[1] != shard[0]:
                 continue
             if max_files is not None and total >= max_files:
                 return
@@ -384,12 +391,20 @@ DATA_SAMPLES = Path(__file__).resolve().parent.parent.parent / "data_samples"
 
 def text_documents(*, samples_dir: str | Path | None = DATA_SAMPLES, include_packages: bool = True,
                    docstring_roots=None, max_docs: int | None = None, min_chars: int = 300,
-                   stats: SourceStats | None = None) -> Iterator[Document]:
+                   stats: SourceStats | None = None,
+                   shard: tuple[int, int] | None = None) -> Iterator[Document]:
     """Prose, ``source="text"``: ``data_samples/text/*.txt`` written for this course, installed
     packages' descriptions with code removed, then the docstrings of Python modules under
-    ``docstring_roots`` (default: the standard library) as one document per module."""
+    ``docstring_roots`` (default: the standard library, then each installed package) as one
+    document per module. ``shard=(rank, world_size)`` keeps every ``world_size``-th document."""
     stats = stats if stats is not None else SourceStats()
     n = 0
+    k = -1
+
+    def _mine() -> bool:
+        nonlocal k
+        k += 1
+        return shard is None or k % shard[1] == shard[0]
 
     def _take(doc: Document):
         nonlocal n
@@ -400,6 +415,8 @@ def text_documents(*, samples_dir: str | Path | None = DATA_SAMPLES, include_pac
         for p in sorted(Path(samples_dir, "text").glob("*.txt")):
             if max_docs is not None and n >= max_docs:
                 return
+            if not _mine():
+                continue
             stats.seen += 1
             text, why = read_text_file(p)
             if text is None:
@@ -410,14 +427,18 @@ def text_documents(*, samples_dir: str | Path | None = DATA_SAMPLES, include_pac
         for d in package_descriptions(stats=SourceStats()):
             if max_docs is not None and n >= max_docs:
                 return
+            if not _mine():
+                continue
             stats.seen += 1
             prose = strip_code(d.text)
             if len(prose) < min_chars:
                 stats.skip("too_little_prose", d.repo)
                 continue
             yield _take(Document(prose, "text", "README (prose)", d.repo, "english"))
-    roots = [stdlib_repo()] if docstring_roots is None else _as_repos(docstring_roots)
-    for doc in code_documents(roots, languages=["python"]):
+    roots = _as_repos(docstring_roots)
+    offset = k + 1
+    sub = None if shard is None else ((shard[0] - offset) % shard[1], shard[1])
+    for doc in code_documents(roots, languages=["python"], shard=sub):
         if max_docs is not None and n >= max_docs:
             return
         stats.seen += 1

@@ -1,0 +1,183 @@
+"""The whole corpus build, readable and streaming: sources -> filters -> dedup ->
+decontamination -> the 70/20/10 mix -> token shards, with a summary table at the end.
+
+Every stage is a generator, so documents flow one at a time and the mixer pulls only what it
+needs: a build that stops when its text runs out never reads the rest of site-packages.
+(:mod:`qcoder_lib.data.engine` runs the same filters on datatrove, the engine that scales out.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from qcoder_lib.data.decontam import DecontamReport, NGramIndex, decontaminate, default_eval_items
+from qcoder_lib.data.dedup import DedupReport, ExactDedup, NearDedup
+from qcoder_lib.data.filters import FilterConfig, FilterReport, filter_documents
+from qcoder_lib.data.math_problems import math_documents
+from qcoder_lib.data.mix import MixConfig, MixReport, group_streams, mix_sources
+from qcoder_lib.data.sources import (Document, SourceStats, code_documents, docs_documents,
+                                     text_documents)
+from qcoder_lib.data.synthetic import SyntheticReport, synthetic_documents
+from qcoder_lib.runtime import by_profile, get_profile
+
+SOURCES = ("code", "synthetic", "docs", "text", "math")
+
+
+@dataclass
+class BuildConfig:
+    """Sizes of one corpus build (see :func:`profile_config` for the profiles' values)."""
+
+    code_files: int | None = 400  # code files read at most (None: all default roots)
+    code_files_per_repo: int | None = 20  # per repository (spreads a small corpus over many)
+    max_file_bytes: int = 256 * 1024  # larger files are skipped as too_large
+    synthetic_programs: int = 80  # programs generated and run in the sandbox
+    synthetic_bug_rate: float = 0.25  # share of programs with a planted bug
+    docs: int | None = 60  # documentation documents at most
+    text_docs: int | None = 80  # prose documents at most
+    math_problems: int = 1500  # math problems generated (and verified)
+    near_dedup_sources: tuple = ("code", "docs", "text")  # templated sources are exempt
+    near_threshold: float = 0.7  # MinHash-LSH Jaccard threshold (StarCoder: 0.7)
+    num_perm: int = 128  # MinHash permutations
+    filters: FilterConfig = field(default_factory=FilterConfig)  # filter thresholds
+    mix: MixConfig = field(default_factory=MixConfig)  # mix weights, seed, shard size
+    seed: int = 0  # seeds the generators (math, synthetic) and the mix
+
+
+def profile_config(profile: str | None = None, **overrides) -> BuildConfig:
+    """The build sizes for ``profile``: smoke (~1 minute on 2 cores, a few MB), cpu (tens of MB),
+    gpu (everything installed). Keyword ``overrides`` replace fields."""
+    p = profile or get_profile()
+    cfg = BuildConfig(
+        code_files=by_profile(400, 4000, None, p),
+        code_files_per_repo=by_profile(12, 60, None, p),
+        synthetic_programs=by_profile(60, 600, 3000, p),
+        docs=by_profile(40, 400, None, p),
+        text_docs=by_profile(50, 1500, None, p),
+        math_problems=by_profile(1500, 40000, 400000, p),
+    )
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise AttributeError(f"BuildConfig has no field {k!r}")
+        setattr(cfg, k, v)
+    return cfg
+
+
+@dataclass
+class BuildReport:
+    """Everything a build counted, stage by stage."""
+
+    sources: dict = field(default_factory=lambda: {s: SourceStats() for s in SOURCES})
+    synthetic: SyntheticReport = field(default_factory=SyntheticReport)
+    filters: FilterReport = field(default_factory=FilterReport)
+    dedup: DedupReport = field(default_factory=DedupReport)
+    decontam: DecontamReport = field(default_factory=DecontamReport)
+    mix: MixReport | None = None
+    seconds: float = 0.0  # wall time of the build
+
+    def summary(self) -> list[dict]:
+        """One row per source: read, skipped (bad input), filtered, duplicates, contaminated,
+        documents and tokens in the mix; plus a total row."""
+        rows = []
+        for s in SOURCES:
+            st = self.sources[s]
+            rows.append({
+                "source": s,
+                "read": st.seen,
+                "bad_input": sum(st.skipped.values()),
+                "filtered": self.filters.seen[s] - self.filters.kept[s],
+                "duplicates": self.dedup.exact[s] + self.dedup.near[s],
+                "contaminated": self.decontam.by_source[s],
+                "mixed_docs": self.mix.source_documents[s] if self.mix else 0,
+                "tokens": self.mix.source_tokens[s] if self.mix else 0,
+            })
+        total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "source"}
+        return rows + [{"source": "total", **total}]
+
+    def table(self) -> str:
+        """The summary as a fixed-width text table, then the mix and the stop reason."""
+        rows = self.summary()
+        keys = list(rows[0])
+        w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+        lines = ["  ".join(f"{k:>{w[k]}}" for k in keys)]
+        lines += ["  ".join(f"{str(r[k]):>{w[k]}}" for k in keys) for r in rows]
+        if self.mix:
+            mix = ", ".join(f"{r['group']} {r['achieved']:.1%} (target {r['target']:.0%})"
+                            for r in self.mix.rows())
+            lines.append(f"mix: {mix}; stopped: {self.mix.stopped_by}; "
+                         f"tokenizer: {self.mix.tokenizer}")
+        return "\n".join(lines)
+
+
+def _dedup_stage(docs: Iterable[Document], exact: ExactDedup, near: NearDedup | None,
+                 report: DedupReport) -> Iterator[Document]:
+    for d in docs:
+        report.seen += 1
+        first = exact.is_duplicate(d)
+        if first is not None:
+            report.note("exact", d, first)
+            continue
+        if near is not None:
+            other = near.is_duplicate(d)
+            if other is not None:
+                report.note("near", d, other.rsplit("#", 1)[0])
+                continue
+        report.kept += 1
+        yield d
+
+
+def source_streams(cfg: BuildConfig, report: BuildReport, code_roots=None) -> dict:
+    """The five raw sources for ``cfg`` (lazy), counting into ``report.sources``."""
+    st = report.sources
+    return {
+        "code": code_documents(code_roots, max_files=cfg.code_files,
+                               max_files_per_repo=cfg.code_files_per_repo,
+                               max_bytes=cfg.max_file_bytes, stats=st["code"]),
+        "synthetic": synthetic_documents(cfg.synthetic_programs, cfg.seed,
+                                         bug_rate=cfg.synthetic_bug_rate,
+                                         report=report.synthetic, stats=st["synthetic"]),
+        "docs": docs_documents(max_docs=cfg.docs, stats=st["docs"]),
+        "text": text_documents(max_docs=cfg.text_docs, stats=st["text"]),
+        "math": math_documents(cfg.math_problems, cfg.seed, stats=st["math"]),
+    }
+
+
+def clean_streams(raw: dict, cfg: BuildConfig, report: BuildReport,
+                  index: NGramIndex | None = None) -> dict:
+    """Filters -> exact dedup (shared by all sources) -> near dedup (shared by
+    ``near_dedup_sources``) -> decontamination, applied lazily to each source's stream."""
+    index = index if index is not None else NGramIndex(default_eval_items())
+    exact = ExactDedup()
+    near = NearDedup(threshold=cfg.near_threshold, num_perm=cfg.num_perm, seed=cfg.seed + 1)
+    out = {}
+    for src, docs in raw.items():
+        s = filter_documents(docs, cfg.filters, report.filters)
+        s = _dedup_stage(s, exact, near if src in cfg.near_dedup_sources else None, report.dedup)
+        out[src] = decontaminate(s, index, report.decontam)
+    return out
+
+
+def build_corpus(out_dir: str | Path | None, config: BuildConfig | None = None, *,
+                 tokenizer=None, code_roots=None, extra_sources: dict | None = None,
+                 index: NGramIndex | None = None) -> BuildReport:
+    """Build the corpus into ``out_dir`` (token shards; ``None``: count only) and return the
+    report (``report.table()`` is the summary). ``extra_sources`` adds documents to a source's
+    stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads."""
+    cfg = config or profile_config()
+    cfg.mix.seed = cfg.seed
+    report = BuildReport()
+    t0 = time.perf_counter()
+    raw = source_streams(cfg, report, code_roots)
+    for src, docs in (extra_sources or {}).items():
+        raw[src] = _chain(docs, raw[src])
+    streams = group_streams(clean_streams(raw, cfg, report, index))
+    report.mix = mix_sources(streams, out_dir, tokenizer=tokenizer, config=cfg.mix)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _chain(first: Iterable, rest: Iterable) -> Iterator:
+    yield from first
+    yield from rest
