@@ -136,12 +136,13 @@ WRAPPERS: dict[str, dict[str, list[str]]] = {
         "statement": ["class _W { void _m() {\n{m}\n} }\n"],
         "expression": ["class _W { void _m() { _x = (\n{m}\n); } }\n"],
     },
-    "cpp": {
+    "cpp": {  # "{ ;" keeps "void _w() { {...} }" from reading as a brace initialiser
         "function": ["{m}\n", "struct _W {\n{m}\n};\n"],
-        "block": ["void _w() {\n{m}\n}\n"],
-        "statement": ["void _w() {\n{m}\n}\n", "struct _W { void _m() {\n{m}\n} };\n"],
-        "expression": ["void _w() { _x = (\n{m}\n); }\n"],
-    },
+        "block": ["void _w() { ;\n{m}\n}\n"],
+        "statement": ["void _w() { ;\n{m}\n}\n", "struct _W {\n{m}\n};\n",
+                      "void _w() { if (\n{m}\n) {} }\n"],  # member / condition declarations
+        "expression": ["void _w() { _x = (\n{m}\n); }\n", "void _w() { return\n{m}\n; }\n"],
+    },  # (C++ reads "a < b || c > d" as a template in some contexts: two neutral ones)
     "go": {
         "function": ["package p\n{m}\n"],
         "block": ["package p\nfunc _w() {\n{m}\n}\n"],

@@ -37,12 +37,35 @@ def test_every_candidate_of_each_language_reparses_as_claimed(lang):
         assert check_middle(middle, lang, s.node_type, s.category, s.indent), (s, middle)
 
 
-def test_real_python_file_every_candidate_reparses():
-    text = (STDLIB / "textwrap.py").read_text(encoding="utf-8")
-    spans, reason = candidate_nodes(text, "python")
-    assert reason == "ok" and len(spans) > 100
-    bad = [s for s in spans
-           if not check_middle(text[s.start : s.end], "python", s.node_type, s.category, s.indent)]
+def _installed_code() -> list[tuple[str, str, str]]:
+    """(language, name, text) of real code installed here: stdlib Python, torch's C++ headers,
+    matplotlib's JavaScript."""
+    import matplotlib
+    import torch
+
+    out = []
+    for name in ("textwrap.py", "json/decoder.py", "dataclasses.py", "argparse.py"):
+        out.append(("python", name, (STDLIB / name).read_text(encoding="utf-8")))
+    c10 = Path(torch.__file__).parent / "include" / "c10" / "util"
+    for f in sorted(c10.glob("*.h"))[:80]:
+        out.append(("cpp", f.name, f.read_text(encoding="utf-8", errors="replace")))
+    js = Path(matplotlib.__file__).parent / "backends" / "web_backend" / "js"
+    for f in sorted(js.glob("*.js")):
+        out.append(("javascript", f.name, f.read_text(encoding="utf-8")))
+    return out
+
+
+def test_real_installed_code_every_candidate_reparses():
+    n_files = n_spans = 0
+    bad = []
+    for lang, name, text in _installed_code():
+        spans, reason = candidate_nodes(text, lang)
+        n_files += reason == "ok"
+        for s in spans:
+            n_spans += 1
+            if not check_middle(text[s.start : s.end], lang, s.node_type, s.category, s.indent):
+                bad.append((name, s.node_type, text[s.start : s.end][:80]))
+    assert n_files >= 20 and n_spans > 5000
     assert bad == []
 
 
