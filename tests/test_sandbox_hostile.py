@@ -70,7 +70,7 @@ class Case:
     timeout_s: float = 1.5
     check: Callable[[ExecResult], None] | None = None  # extra assertions on the result
     memory_mb: int = 512
-    needs: str = ""  # "bounded_procs" / "confined_kill" / "cgroup_memory": unsafe or moot without
+    needs: str = ""  # "bounded_procs" / "confined_kill" / "unprivileged" / "cgroup_memory"
 
 
 def _src(s: str) -> str:
@@ -340,6 +340,47 @@ CASES = [
         ("passed", "failed"),  # the fallback (sockets disabled) may raise outside the try
         check=_stdout_lacks("CONNECTED", "SENT"),
     ),
+    Case(
+        "reads_host_secrets",
+        _src("""
+            import glob
+            for path in ["/etc/shadow", "/root/.bash_history", "/proc/1/environ"] + glob.glob(
+                "/root/*"
+            ) + glob.glob("/home/*/.ssh/*"):
+                try:
+                    open(path, "rb").read(1)
+                    print("READ", path)
+                except OSError as e:
+                    print("refused", path, type(e).__name__)
+            print("done")
+        """),
+        ("passed",),
+        needs="unprivileged",
+        check=_stdout_lacks("READ"),
+    ),
+    Case(
+        "tries_to_become_root",
+        _src("""
+            import os, subprocess
+            for name, attempt in [
+                ("setuid", lambda: os.setuid(0)),
+                ("su", lambda: subprocess.run(["su", "-c", "id"], check=True, timeout=0.5,
+                                              stdin=subprocess.DEVNULL, capture_output=True)),
+                ("mount", lambda: subprocess.run(["mount", "-o", "remount,rw", "/"],
+                                                 check=True, capture_output=True)),
+                ("chown", lambda: os.chown(".", 0, 0)),
+            ]:
+                try:
+                    attempt()
+                    print("BECAME", name, os.getuid())
+                except Exception as e:
+                    print("refused", name, type(e).__name__)
+            print("done")
+        """),
+        ("passed",),
+        needs="unprivileged",
+        check=_stdout_lacks("BECAME"),
+    ),
     # --- signals
     Case("segfault", "import ctypes\nctypes.string_at(0)\n", ("crashed",)),
     Case("abort", "import os\nos.abort()\n", ("crashed",)),
@@ -422,6 +463,8 @@ def test_hostile_program(rnd, case: Case, probe, listening_port, monkeypatch):
         pytest.skip("no unprivileged user and no pids cgroup: RLIMIT_NPROC would not bind root")
     if case.needs == "confined_kill" and root_unbound and not lay.get("pid_ns"):
         pytest.skip("root outside a pid namespace: kill(-1) would reach the host")
+    if case.needs == "unprivileged" and os.geteuid() == 0 and not lay.get("unprivileged_user"):
+        pytest.skip("the program would run as root here")
     if case.needs == "cgroup_memory" and not lay.get("cgroup_memory"):
         pytest.skip("no memory cgroup here: only per-process limits bound memory")
     monkeypatch.setenv("QCODER_SANDBOX_TEST_SECRET", SECRET)
