@@ -7,29 +7,52 @@ against tests. Everything in this course that executes such code goes through th
 Public API
 ----------
 - :func:`run_code` runs one program, :func:`check_program` runs a solution with its tests
-  (HumanEval style), :func:`run_many` runs a batch on a worker pool, in input order.
-- :class:`ExecResult` is what each returns: ``status`` (``passed`` / ``failed`` / ``timeout`` /
-  ``memory`` / ``crashed`` / ``killed``), exit code, bounded stdout/stderr (truncation is
-  marked), wall time, and ``layers``: which isolation layers were really active.
+  (HumanEval style; :func:`humaneval_program` builds its arguments), :func:`run_many` runs a
+  batch on a worker pool, results in input order.
+- :class:`ExecResult` is what each returns: ``status``, exit code, bounded stdout/stderr
+  (truncation is marked), wall time, and ``layers``: which isolation layers were really active.
+- :class:`SandboxError` is raised when the sandbox itself fails (never for the program).
+
+Statuses: ``passed`` (exit 0 by itself; for :func:`check_program` the harness proof too),
+``failed`` (non-zero exit, an exception, a failed test), ``timeout`` (wall clock or CPU limit),
+``memory`` (``MemoryError`` under the address-space limit, or the run's memory cgroup killed
+it), ``crashed`` (SIGSEGV, SIGABRT... e.g. a C stack overflow), ``killed`` (any other signal,
+or more than ``output_limit_mb`` of output). Only ``passed`` is unforgeable by the child; the
+other statuses describe how it ended and may read its stderr.
+
+How it is built (``launcher.py``): the caller ``exec``s a small launcher L (never ``fork``s
+itself, so a caller holding threads or CUDA is safe); L makes the namespaces and cgroups and
+forks I, pid 1 of the new pid namespace, which sets up mounts, forks the program P, reaps
+everything and kills everything left when P ends. P sets its limits, drops to its uid and
+``exec``s the interpreter with ``harness.py``.
 
 Isolation layers (each is tried; ``ExecResult.layers`` says which were active)
 -----------------------------------------------------------------------------
-1. A fresh process, started by ``exec`` (never a fork of the caller, which may hold threads
-   or CUDA), in its own session; the program in its own process group.
-2. New namespaces: network (no interface but a downed loopback: no network at all), pid (the
-   program sees only its own processes and when the sandbox's init exits the kernel kills
-   every process left), mount (fresh ``/proc``, private ``/dev/shm``, a size-limited tmpfs as
-   the working directory, everything else read-only), IPC and UTS. Without a network
-   namespace the socket constructors are disabled in the child instead (``sockets_disabled``).
-3. Resource limits: CPU seconds, address space (``memory_mb``), file size, open files,
-   processes (``RLIMIT_NPROC``), no core files. A wall-clock timeout kills everything.
-4. An unprivileged user: as root the program runs under a uid of its own
+1. Processes: a fresh process in its own session, the program in its own process group.
+   When the program ends or its time is up, I kills every process of the run (the whole pid
+   namespace; without one: the process group, every orphan re-parented to I as a child
+   subreaper, and every process of the run's uid). If the caller dies, the run dies too.
+2. Namespaces: network (not even a loopback: no network at all), pid (the program sees only
+   its own processes and cannot signal any other), mount (fresh ``/proc``, private
+   ``/dev/shm``, a size-limited tmpfs as working directory, ``/root`` and ``/home`` hidden
+   under empty tmpfs, everything else read-only), IPC and UTS. Not root: a user namespace
+   (``user_ns``) makes these possible where the kernel allows it. Without a network namespace
+   the socket constructors are disabled in the child instead (``sockets_disabled``: weak).
+3. Limits: rlimits on CPU seconds, address space (``memory_mb`` per process), file size, open
+   files, processes (``RLIMIT_NPROC``), no core files; cgroup v1 ``memory`` (all processes of
+   the run together: ``memory_mb + workdir_mb + 64`` MB) and ``pids`` (binds root too), where
+   the host has them; a wall-clock timeout; an output cap.
+4. An unprivileged user: as root, the program runs under a uid of its own
    (``1_000_000 + launcher pid``, unique among live runs), so ``RLIMIT_NPROC`` binds and the
-   program cannot touch root's files or signal other processes; ``no_new_privs`` blocks
-   setuid binaries. This needs an interpreter every user may execute (e.g. ``/usr/bin/python3``
-   when the course's Python lives under ``/root``); without one the layer is reported off.
+   program cannot read root's files, signal other processes or undo the mounts;
+   ``no_new_privs`` blocks setuid binaries (``su``, ``sudo``). This needs an interpreter any
+   user may execute (e.g. ``/usr/bin/python3`` when the course's Python lives under
+   ``/root``); without one the layer is reported off. A non-root caller's program runs as the
+   caller (``unprivileged_user`` is False), without capabilities.
 5. A minimal environment (no variables of the caller: no tokens, no credentials), stdin from
    ``/dev/null`` unless given, a fresh temporary working directory deleted afterwards.
+
+``disable=`` switches optional layers off (``OPTIONAL_LAYERS``) to show what each one stops.
 
 How the verdict is decided (by the parent, never by what the child prints)
 -------------------------------------------------------------------------
