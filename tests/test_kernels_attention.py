@@ -122,6 +122,22 @@ def test_document_masking_equals_separate_documents():
         )
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_document_masking_with_many_short_documents_and_unsorted_ids(causal):
+    """Row 0: many short documents (the kernels skip whole blocks of other documents); row 1:
+    ids that repeat non-contiguously (no skipping is valid, masking alone must be right)."""
+    B, Hq, Hkv, T, D = 2, 2, 1, 71, 16
+    q, k, v = _qkv(B, Hq, Hkv, T, D, seed=10)
+    row0 = [i for i, n in enumerate([5, 17, 2, 33, 1, 13]) for _ in range(n)]
+    row1 = [(t // 7) % 3 for t in range(T)]  # 0,0,..,1,..,2,..,0 again
+    doc = torch.tensor([row0, row1], device=DEV)
+    _check_all(
+        _fwd_bwd(flash_attention, q, k, v, causal=causal, doc_ids=doc),
+        _fwd_bwd(attention_reference, q, k, v, causal=causal, doc_ids=doc),
+        FP32_TOL,
+    )
+
+
 def test_cu_seqlens_equals_doc_ids():
     B, T = 2, 24
     cu = torch.tensor([0, 10, 30, 48])  # second document crosses the row boundary (cut there)

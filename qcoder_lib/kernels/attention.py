@@ -197,7 +197,7 @@ def _attn_fwd_kernel(
     q_base = Q + b * sqb + h * sqh
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
-    doc_base = DOC + b * T
+    doc_base = DOC + b * (3 * T)  # (B, 3, T): doc id, run start, run end
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, HEAD_DIM)
     q = tl.load(q_base + offs_m[:, None] * sqt + offs_d[None, :], mask=offs_m[:, None] < T, other=0.0)
@@ -217,9 +217,12 @@ def _attn_fwd_kernel(
     else:
         lo_diag = (T // BLOCK_N) * BLOCK_N  # only the tail block needs a mask
         hi_diag = T
+    lo = 0
+    if HAS_DOC:  # packed documents: skip key blocks before the first row's document
+        lo = (tl.load(doc_base + T + start_m * BLOCK_M) // BLOCK_N) * BLOCK_N
     acc, l_i, m_i = _fwd_inner(
         acc, l_i, m_i, q, q_doc, offs_m, offs_d, k_base, v_base, skt, svt, doc_base,
-        0, lo_diag, T, qk_scale, BLOCK_N, False, CAUSAL, HAS_DOC, UPCAST, DOT_PREC,
+        lo, lo_diag, T, qk_scale, BLOCK_N, False, CAUSAL, HAS_DOC, UPCAST, DOT_PREC,
     )
     acc, l_i, m_i = _fwd_inner(
         acc, l_i, m_i, q, q_doc, offs_m, offs_d, k_base, v_base, skt, svt, doc_base,
@@ -323,7 +326,7 @@ def _attn_bwd_dkdv_kernel(
     if UPCAST:
         k = k.to(tl.float32)
         v = v.to(tl.float32)
-    doc_base = DOC + b * T
+    doc_base = DOC + b * (3 * T)  # (B, 3, T): doc id, run start, run end
     k_doc = offs_n
     if HAS_DOC:
         k_doc = tl.load(doc_base + offs_n, mask=offs_n < T, other=-2)
@@ -333,7 +336,15 @@ def _attn_bwd_dkdv_kernel(
     # when causal). Splitting it into masked diagonal / unmasked middle / masked tail loops, as
     # the forward kernel does, costs more registers than the mask saves (measured with ptxas
     # for sm_90, head_dim 128: spills with three loops, none with one).
-    lo = start_n if CAUSAL else 0
+    if CAUSAL:
+        lo = start_n
+    else:
+        lo = 0
+    hi = T
+    if HAS_DOC:  # packed documents: only queries of the documents in this key block
+        hi = tl.load(doc_base + 2 * T + tl.minimum(start_n + BLOCK_N, T) - 1)
+        if not CAUSAL:
+            lo = (tl.load(doc_base + T + start_n) // BLOCK_M) * BLOCK_M
     for g in range(GROUP):  # every query head sharing this K/V head, in order: deterministic
         h = hk * GROUP + g
         bh = b * Hq + h
@@ -343,7 +354,7 @@ def _attn_bwd_dkdv_kernel(
         delta_base = DELTA + bh * T
         dk, dv = _dkdv_inner(
             dk, dv, k, v, k_doc, offs_n, offs_d, q_base, do_base, lse_base, delta_base, doc_base,
-            sqt, sdt, lo, T, T, qk_scale,
+            sqt, sdt, lo, hi, T, qk_scale,
             BLOCK_M, True, CAUSAL, HAS_DOC, UPCAST, DOT_PREC,
         )
     dk = dk * sm_scale
@@ -413,7 +424,7 @@ def _attn_bwd_dq_kernel(
     row = bh.to(tl.int64) * T + offs_m
     lse = tl.load(LSE + row, mask=offs_m < T, other=0.0) * 1.4426950408889634
     Di = tl.load(DELTA + row, mask=offs_m < T, other=0.0)
-    doc_base = DOC + b * T
+    doc_base = DOC + b * (3 * T)  # (B, 3, T): doc id, run start, run end
     q_doc = offs_m
     if HAS_DOC:
         q_doc = tl.load(doc_base + offs_m, mask=offs_m < T, other=-1)
@@ -426,9 +437,12 @@ def _attn_bwd_dq_kernel(
     else:
         lo_diag = (T // BLOCK_N) * BLOCK_N
         hi_diag = T
+    lo = 0
+    if HAS_DOC:  # packed documents: skip key blocks before the first row's document
+        lo = (tl.load(doc_base + T + start_m * BLOCK_M) // BLOCK_N) * BLOCK_N
     dq = _dq_inner(
         dq, q, do, lse, Di, q_doc, offs_m, offs_d, k_base, v_base, skt, svt, doc_base,
-        0, lo_diag, T, qk_scale, BLOCK_N, False, CAUSAL, HAS_DOC, UPCAST, DOT_PREC,
+        lo, lo_diag, T, qk_scale, BLOCK_N, False, CAUSAL, HAS_DOC, UPCAST, DOT_PREC,
     )
     dq = _dq_inner(
         dq, q, do, lse, Di, q_doc, offs_m, offs_d, k_base, v_base, skt, svt, doc_base,
@@ -511,6 +525,27 @@ def _flash_bwd(q, k, v, o, lse, doc, do, causal, scale):
     return dq, dk, dv
 
 
+def _doc_table(doc_ids: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, T)`` int32: document id, start and end (exclusive) of the token's run of equal
+    ids. The kernels use the runs to skip blocks that lie wholly in other documents; that is
+    only valid when every id forms one run, i.e. ids never decrease along a row (the usual
+    packing). Otherwise the runs are set to the whole row and masking alone does the work."""
+    d = doc_ids.to(torch.int64)
+    B, T = d.shape
+    t = torch.arange(T, device=d.device).expand(B, T)
+    change = d[:, 1:] != d[:, :-1]  # (B, T-1): a new run starts at t+1
+    first = torch.ones(B, T, dtype=torch.bool, device=d.device)
+    first[:, 1:] = change
+    last = torch.ones(B, T, dtype=torch.bool, device=d.device)
+    last[:, :-1] = change
+    start = torch.where(first, t, 0).cummax(1).values
+    end = torch.where(last, t + 1, T).flip(1).cummin(1).values.flip(1)
+    monotone = (d[:, 1:] >= d[:, :-1]).all(1, keepdim=True)  # (B, 1), per row, no host sync
+    start = torch.where(monotone, start, 0)
+    end = torch.where(monotone, end, T)
+    return torch.stack([d, start, end], 1).to(torch.int32).contiguous()
+
+
 class FlashAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: saves q, k, v, o and the log-sum-exp; backward recomputes P."""
 
@@ -568,7 +603,7 @@ def flash_attention(q, k, v, *, causal=True, doc_ids=None, cu_seqlens=None, scal
     if doc_ids is not None:
         if doc_ids.shape != (B, T):
             raise ValueError(f"doc_ids {tuple(doc_ids.shape)} must be (B, T)=({B}, {T})")
-        doc = doc_ids.to(device=q.device, dtype=torch.int32).contiguous()
+        doc = _doc_table(doc_ids.to(q.device))
     scale = D**-0.5 if scale is None else float(scale)
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     Dp = triton.next_power_of_2(D)
