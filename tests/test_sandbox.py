@@ -287,7 +287,7 @@ def test_caller_killed_mid_run_leaves_nothing(tmp_path):
         env={**os.environ, "TMPDIR": base},
     )
     try:
-        for _ in range(100):  # wait until the daemon runs
+        for _ in range(300):  # wait until the daemon runs (generous: a loaded machine)
             if _processes_with(marker):
                 break
             time.sleep(0.05)
@@ -295,7 +295,7 @@ def test_caller_killed_mid_run_leaves_nothing(tmp_path):
         assert os.listdir(base), "the run's working directory should exist while it runs"
         caller.kill()
         caller.wait()
-        for _ in range(100):
+        for _ in range(200):
             if not _processes_with(marker) and not os.listdir(base):
                 break
             time.sleep(0.05)
