@@ -1,9 +1,10 @@
 """Benchmark (and, with --check, validate) the Triton RoPE and attention kernels on a GPU.
 
     python benchmarks/kernels.py            # benchmark, prints ratios vs PyTorch
-    python benchmarks/kernels.py --check    # GPU tests (pytest -m gpu + CPU tests on cuda),
-                                            # a correctness check at the benchmark shape, then
-                                            # the benchmark; a few minutes on one H100/H200
+    python benchmarks/kernels.py --check    # the GPU tests (pytest -m gpu), a correctness check
+                                            # with autotuned blocks, then the benchmark: about
+                                            # 3-5 minutes on one H100/H200, compiling included
+    python benchmarks/kernels.py --check-all  # the same with every kernel test on cuda tensors
     python benchmarks/kernels.py --quick    # smaller T for a fast look
 
 Shapes (issue 5): B=4, Hq=32, Hkv=8, T=4096, D=128, bf16, causal.
@@ -44,8 +45,9 @@ def _peak_bandwidth(name: str) -> float | None:
     return None
 
 
-def run_pytest() -> int:
-    """The kernel test files on the GPU: GPU-only tests plus the CPU tests (on cuda tensors)."""
+def run_pytest(all_tests: bool = False) -> int:
+    """The kernel tests on the GPU: the ``gpu``-marked ones, or (``all_tests``) every test of
+    the two files, the CPU ones then running on cuda tensors (more compiling: slower)."""
     try:
         import pytest  # noqa: F401
     except ImportError:
@@ -53,6 +55,8 @@ def run_pytest() -> int:
         return 0
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
            "tests/test_kernels_rope.py", "tests/test_kernels_attention.py"]
+    if not all_tests:
+        cmd += ["-m", "gpu"]
     print("[check] " + " ".join(cmd[2:]), flush=True)
     t0 = time.time()
     rc = subprocess.call(cmd, cwd=ROOT)
@@ -234,6 +238,7 @@ def report(r: dict) -> bool:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="run the GPU tests and a correctness check first")
+    p.add_argument("--check-all", action="store_true", help="like --check, with every kernel test on the GPU")
     p.add_argument("--quick", action="store_true", help="T=1024 instead of 4096")
     p.add_argument("--json", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
@@ -248,8 +253,9 @@ def main(argv=None) -> int:
     B, Hq, Hkv, T, D = 4, 32, 8, (1024 if args.quick else 4096), 128
     dtype = torch.bfloat16
     rc = 0
+    args.check = args.check or args.check_all
     if args.check:
-        rc |= run_pytest()
+        rc |= run_pytest(all_tests=args.check_all)
         t0 = time.time()
         if not inline_check(2, Hq, Hkv, 2000, D, dtype):  # 2000: partial tail blocks
             rc |= 1
