@@ -352,3 +352,8 @@ def test_non_root_caller_gets_namespaces_through_a_user_namespace():
     assert out["socket"][0] == "failed" and "unreachable" in out["socket"][1]
     assert out["remount"][0] == "failed" and "Read-only" in out["remount"][1]
     assert not os.path.exists(f"/tmp/{marker}")
+
+
+def test_file_names_must_be_plain():
+    with pytest.raises(ValueError, match="etc/passwd"):
+        run_code("print(1)", files={"../etc/passwd": "x"})

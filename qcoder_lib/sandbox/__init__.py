@@ -226,7 +226,7 @@ def _classify(exit_info: dict, timed_out: bool, stderr: str) -> tuple[str, str]:
     code = exit_info.get("exit_code")
     if timed_out:
         return "timeout", "wall-clock timeout: the sandbox killed every process"
-    if sig in (signal.SIGXCPU,) or (sig == signal.SIGKILL and exit_info.get("cpu_limit_hit")):
+    if sig == signal.SIGXCPU:
         return "timeout", "CPU time limit (RLIMIT_CPU)"
     if exit_info.get("oom") and (sig == signal.SIGKILL or code not in (0, None)):
         return "memory", "the memory cgroup's OOM killer stopped the run"
@@ -275,6 +275,9 @@ def _execute(
         raise ValueError(f"disable={sorted(unknown)}: optional layers are {OPTIONAL_LAYERS}")
     if "unprivileged_user" in disable:
         unprivileged = False
+    for name in files:
+        if not name or "/" in name or name.startswith(".") or "\0" in name:
+            raise ValueError(f"files: {name!r} must be a plain file name (no '/', no leading '.')")
     interp, world_ok = sandbox_interpreter()
     is_root = os.geteuid() == 0
     workdir = tempfile.mkdtemp(prefix=WORKDIR_PREFIX)
