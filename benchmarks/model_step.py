@@ -80,7 +80,12 @@ def main(argv=None):
     for k, v in tps.items():
         print(f"  {k:13s} {v:10.0f} tokens/s")
     ratio = tps["qcoder_lib"] / tps["transformers"]
-    print(f"ratio qcoder_lib / transformers = {ratio:.3f}")
+    # each repeat times the two models back to back: the ratio within a pair is robust to a
+    # machine whose load changes over the run
+    paired = statistics.median(
+        t_hf / t_ours for t_hf, t_ours in zip(times["transformers"], times["qcoder_lib"])
+    )
+    print(f"ratio qcoder_lib / transformers = {ratio:.3f} (median of paired ratios {paired:.3f})")
     return ratio
 
 

@@ -71,14 +71,17 @@ class QwenConfig:
     @classmethod
     def preset(cls, name: str, vocab_size: int | None = None, tokenizer=None, **overrides):
         """A Qwen2.5-Coder size (``"0.5B"`` ... ``"32B"``) or a course profile (``"smoke"``,
-        ``"cpu"``, ``"gpu"``). For course presets the vocabulary comes from ``vocab_size`` or
-        from ``len(tokenizer)`` rounded up to a multiple of 64 (as Qwen pads its embedding)."""
+        ``"cpu"``, ``"gpu"``). A course preset's vocabulary is ``vocab_size`` if given, else
+        ``len(tokenizer)``, else the size of that profile's course tokenizer
+        (:data:`qcoder_lib.tokenizer.COURSE_VOCAB_SIZE` + the 22 special tokens), rounded up to
+        a multiple of 128 as Qwen pads its embedding (151,665 tokens in 151,936 rows)."""
         if name in QWEN25_CODER_SIZES:
             fields = dict(QWEN25_CODER_SIZES[name])
         elif name in COURSE_PRESETS:
             fields = dict(COURSE_PRESETS[name])
-            if tokenizer is not None and vocab_size is None:
-                vocab_size = -(-len(tokenizer) // 64) * 64
+            if vocab_size is None:
+                n_tokens = len(tokenizer) if tokenizer is not None else _course_tokens(name)
+                vocab_size = -(-n_tokens // 128) * 128 if n_tokens else None
         else:
             known = ", ".join([*QWEN25_CODER_SIZES, *COURSE_PRESETS])
             raise ValueError(f"unknown preset {name!r}; choose one of {known}")
@@ -116,6 +119,15 @@ class QwenConfig:
         return float(3 * forward if training else forward)
 
 
+def _course_tokens(profile: str) -> int | None:
+    """Tokens of the course tokenizer for ``profile`` (from its constants; nothing is trained)."""
+    try:
+        from qcoder_lib.tokenizer import COURSE_VOCAB_SIZE, SPECIAL_TOKENS
+    except ImportError:  # tokenizer module absent: keep the preset's placeholder vocab
+        return None
+    return COURSE_VOCAB_SIZE[profile] + len(SPECIAL_TOKENS)
+
+
 class ParamCount(NamedTuple):
     total: int  # every distinct parameter
     non_embedding: int  # without embedding rows (and lm_head when untied)
@@ -133,7 +145,7 @@ _SIZES = {
     "32B": (5120, 64, 40, 8, 27648, False, 152064),
 }  # fmt: skip
 # Course models: same architecture, small; RoPE base 10,000 as in file-level pretraining.
-# Their vocab (8192) is a placeholder: pass tokenizer= or vocab_size= to match yours.
+# Their vocab (8192) is replaced by the course tokenizer's size in QwenConfig.preset.
 _COURSE_SIZES = {
     "smoke": (64, 2, 4, 2, 176, True, 8192),
     "cpu": (256, 6, 8, 2, 704, True, 8192),
@@ -191,7 +203,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x (B, H, T, D)`` by the angles in ``cos/sin (B, T, D)``."""
+    """Rotate ``x (B, H, T, D)`` by the angles in ``cos/sin (B|1, T, D)``."""
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, D)
     return x * cos + rotate_half(x) * sin
 
@@ -252,6 +264,8 @@ class Attention(nn.Module):
         if backend == "triton" and cache is None and (mask is None or doc_ids is not None):
             from qcoder_lib.kernels.attention import flash_attention  # lazy: needs triton
 
+            if doc_ids is not None:
+                doc_ids = doc_ids.expand(B, T)
             o = flash_attention(q, k, v, causal=True, doc_ids=doc_ids, scale=self.scale)
         elif backend == "eager":
             o = eager_attention(q, k, v, mask, self.scale)
@@ -349,7 +363,8 @@ class QwenForCausalLM(nn.Module):
     def forward(self, input_ids, position_ids=None, attention_mask=None, cache=None):
         """Logits ``(B, T, V)`` for ``input_ids (B, T)``.
 
-        - ``position_ids (B, T)``: default ``past .. past+T-1``; packed rows restart them (see
+        - ``position_ids (B, T)`` or ``(1, T)``: default ``past .. past+T-1``; packed rows
+          restart them (see
           :func:`packed_document_ids`; applied only without ``attention_mask`` and ``cache``).
         - ``attention_mask (B, past+T)``: 1 = real token, 0 = padding (left-padded batches).
         - ``cache``: a :class:`qcoder_lib.generation.KVCache`, filled in place.
@@ -357,11 +372,17 @@ class QwenForCausalLM(nn.Module):
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
         if position_ids is None:
-            position_ids = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
-        elif position_ids.shape != (B, T):
-            position_ids = position_ids.expand(B, T)
+            position_ids = torch.arange(past, past + T, device=input_ids.device)[None]  # (1, T)
+        elif (
+            position_ids.dim() != 2
+            or position_ids.shape[0] not in (1, B)
+            or position_ids.shape[1] != T
+        ):
+            raise ValueError(
+                f"position_ids has shape {tuple(position_ids.shape)}, expected ({B}, {T})"
+            )
         x = self.model.embed_tokens(input_ids)  # (B, T, d)
-        cos, sin = self.model.rotary_emb(position_ids, x.dtype)  # (B, T, D) each
+        cos, sin = self.model.rotary_emb(position_ids, x.dtype)  # (B|1, T, D) each
         doc_ids = None
         if attention_mask is None and cache is None:
             doc_ids = packed_document_ids(position_ids)
@@ -395,5 +416,9 @@ class QwenForCausalLM(nn.Module):
 def next_token_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100):
     """Mean cross-entropy of predicting ``labels[:, t+1]`` from ``logits[:, t]`` (fp32).
     ``labels (B, T)`` is usually ``input_ids`` with ignored positions set to ``ignore_index``."""
-    logits = logits[:, :-1].flatten(0, 1).float()  # (B*(T-1), V)
-    return F.cross_entropy(logits, labels[:, 1:].flatten(), ignore_index=ignore_index)
+    # Shift the labels, not the logits: slicing (B, T, V) logits would copy them (and their
+    # gradient); the last position gets no target.
+    targets = F.pad(labels[:, 1:], (0, 1), value=ignore_index)  # (B, T)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index
+    )

@@ -184,7 +184,11 @@ def test_course_presets_take_vocab_from_tokenizer():
         def __len__(self):
             return 1000 + 22
 
-    assert QwenConfig.preset("smoke", tokenizer=Tok()).vocab_size == 1024
+    assert QwenConfig.preset("smoke", tokenizer=Tok()).vocab_size == 1024  # 1022 -> 8 * 128
+    from qcoder_lib.tokenizer import COURSE_VOCAB_SIZE, SPECIAL_TOKENS
+
+    n = COURSE_VOCAB_SIZE["cpu"] + len(SPECIAL_TOKENS)
+    assert n <= QwenConfig.preset("cpu").vocab_size < n + 128
     assert QwenConfig.preset("cpu", vocab_size=777).vocab_size == 777
     for name in COURSE_PRESETS:
         QwenConfig.preset(name)  # valid
@@ -243,3 +247,14 @@ def test_triton_backend_matches_eager():
     model.config.attn_implementation = "triton"
     out = model(ids, pos)
     assert (out - ref).abs().max().item() <= 1e-4
+
+
+def test_next_token_loss_matches_shifted_cross_entropy():
+    torch.manual_seed(5)
+    logits = torch.randn(2, 6, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (2, 6))
+    labels[0, 3] = -100
+    ref = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    assert torch.allclose(next_token_loss(logits, labels), ref, atol=1e-6)
