@@ -108,6 +108,7 @@ STATUSES = ("passed", "failed", "timeout", "memory", "crashed", "killed")
 _HERE = Path(__file__).resolve().parent
 _LAUNCHER = _HERE / "launcher.py"
 _HARNESS_SRC = (_HERE / "harness.py").read_text(encoding="utf-8")
+_HARNESS_NAME = "_qcoder_harness.py"  # copied next to the program (read once, at start)
 _CRASH_SIGNALS = {
     signal.SIGSEGV,
     signal.SIGBUS,
@@ -577,7 +578,8 @@ def run_code(
         raise TypeError(f"program must be a str, got {type(program).__name__}")
     all_files = dict(files or {})
     all_files["main.py"] = program
-    argv = ["{python}", "-I", "-B", "-c", _HARNESS_SRC, "NET", "run", "main.py"]
+    all_files[_HARNESS_NAME] = _HARNESS_SRC
+    argv = ["{python}", "-I", "-B", _HARNESS_NAME, "NET", "run", "main.py"]
     res, _ = _execute(
         argv,
         all_files,
@@ -616,11 +618,11 @@ def check_program(
     """
     _check_language(language)
     token = secrets.token_hex(16).encode()
-    argv = ["{python}", "-I", "-B", "-c", _HARNESS_SRC, "NET", "check", "solution.py", "tests.py"]
+    argv = ["{python}", "-I", "-B", _HARNESS_NAME, "NET", "check", "solution.py", "tests.py"]
     if entry_point:
         argv.append(entry_point)
     files = dict(kwargs.pop("files", None) or {})
-    files.update({"solution.py": solution, "tests.py": tests})
+    files.update({"solution.py": solution, "tests.py": tests, _HARNESS_NAME: _HARNESS_SRC})
     opts = {
         "stdin": None,
         "network": False,

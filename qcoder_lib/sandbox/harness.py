@@ -1,4 +1,4 @@
-"""The in-sandbox side of a Python run (passed with ``python -I -B -c``; stdlib only).
+"""The in-sandbox side of a Python run (copied next to the program; stdlib only).
 
 Usage inside the sandbox::
 

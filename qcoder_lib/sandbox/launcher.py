@@ -233,13 +233,14 @@ class _Init:
             self.reap_all(block=False)
 
     def reap_all(self, block):
+        """Reap exited children; True once we have no children left at all."""
         while True:
             try:
                 pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
             except ChildProcessError:
-                return
+                return True
             if pid == 0:
-                return
+                return False
 
     def setup_mounts(self):
         """Private mounts: fresh /proc, private /dev/shm, everything read-only but the workdir."""
@@ -341,8 +342,13 @@ class _Init:
             if got == pid:
                 break
         wall = time.monotonic() - t0
-        self.kill_all()
-        self.reap_all(block=True)
+        # Kill and reap until nothing is left (a process forking while we kill is caught by
+        # the next round; our own exit would end the pid namespace anyway).
+        for _ in range(2000):
+            self.kill_all()
+            if self.reap_all(block=False):
+                break
+            time.sleep(0.002)
         out = {"who": "exit", "wall_s": wall}
         if status is not None:
             if os.WIFSIGNALED(status):
