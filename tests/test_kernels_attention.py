@@ -187,6 +187,12 @@ def test_half_precision_inputs_close_to_fp32_reference(dtype):
         assert _max_err(a, b) <= tol, name
 
 
+def test_empty_sequence():
+    q, k, v = _qkv(1, 2, 1, 0, 16)
+    o = flash_attention(q, k, v)
+    assert o.shape == (1, 2, 0, 16)
+
+
 def test_rejects_bad_arguments():
     q, k, v = _qkv(1, 3, 2, 8, 16, grad=False)
     with pytest.raises(ValueError, match="multiple of key/value heads"):

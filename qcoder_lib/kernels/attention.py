@@ -605,6 +605,8 @@ def flash_attention(q, k, v, *, causal=True, doc_ids=None, cu_seqlens=None, scal
             raise ValueError(f"doc_ids {tuple(doc_ids.shape)} must be (B, T)=({B}, {T})")
         doc = _doc_table(doc_ids.to(q.device))
     scale = D**-0.5 if scale is None else float(scale)
+    if T == 0 or B == 0:  # nothing to attend to (keeps the graph connected for autograd)
+        return q * 0.0
     q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
     Dp = triton.next_power_of_2(D)
     if Dp != D:  # zero columns change neither Q K^T nor the kept part of the output

@@ -131,6 +131,8 @@ def _rope_launch(x: torch.Tensor, cos, sin, rows, backward: bool) -> torch.Tenso
     if x.stride(-1) != 1:
         x = x.contiguous()
     y = torch.empty((B, H, T, D), dtype=x.dtype, device=x.device)
+    if y.numel() == 0:
+        return y
     half = D // 2
     block_d = triton.next_power_of_2(half)
     # Under the interpreter a whole head block costs the same as one head; on GPU keep the
