@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 from qcoder_lib.sandbox import (
+    LAYER_DESCRIPTIONS,
     STATUSES,
     ExecResult,
     check_program,
@@ -32,6 +33,7 @@ def test_hello_passes_with_output_and_layers():
     assert 0 < r.wall_s < 5
     for layer in ("fresh_process", "session", "rlimits", "minimal_env", "temp_workdir"):
         assert r.layers[layer] is True, layer
+    assert set(r.layers) <= set(LAYER_DESCRIPTIONS), set(r.layers) - set(LAYER_DESCRIPTIONS)
     # Either a network namespace or the socket fallback is active, never neither.
     assert r.layers["net_ns"] or r.layers["sockets_disabled"]
     assert not os.path.exists(r.workdir), "the temporary working directory must be deleted"

@@ -93,6 +93,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LAYER_DESCRIPTIONS",
     "OPTIONAL_LAYERS",
     "STATUSES",
     "ExecResult",
@@ -124,6 +125,34 @@ WORKDIR_PREFIX = "qcoder-sandbox-"
 OPTIONAL_LAYERS = ("net_ns", "pid_ns", "mount_ns", "cgroup", "unprivileged_user")
 
 
+# Every key of ExecResult.layers, and what it means when True.
+LAYER_DESCRIPTIONS = {
+    "fresh_process": "a new process started by exec, never a fork of the caller",
+    "session": "the launcher runs in a session of its own",
+    "process_group": "the program runs in a process group of its own",
+    "subreaper": "the sandbox's init adopts and kills orphans and daemons",
+    "minimal_env": "no environment variable of the caller reaches the program",
+    "temp_workdir": "a fresh temporary working directory, deleted afterwards",
+    "rlimits": "rlimits on CPU, address space, file size, open files, processes, core",
+    "cgroup_memory": "all processes of the run together are held to one memory limit",
+    "cgroup_pids": "a pids cgroup bounds the run's process count (root included)",
+    "user_ns": "not root: a user namespace made the other namespaces possible",
+    "net_ns": "a network namespace: no network, not even the host's loopback",
+    "sockets_disabled": "fallback without net_ns: Python's socket constructors raise",
+    "pid_ns": "a pid namespace: only its own processes visible; all die with its init",
+    "ipc_ns": "an IPC namespace: no System V IPC or POSIX queues shared with the host",
+    "uts_ns": "a UTS namespace: its hostname is its own",
+    "mount_ns": "a mount namespace: the mounts below change only the run's view",
+    "private_proc": "/proc shows only the run's processes",
+    "hidden_homes": "/root and /home are covered by an empty read-only tmpfs",
+    "workdir_tmpfs": "the working directory is a size-limited tmpfs (bounds disk use)",
+    "readonly_root": "everything but the working directory is read-only",
+    "unprivileged_user": "as root: the program runs under an unprivileged uid",
+    "unique_uid": "that uid is unique to this run (RLIMIT_NPROC counts only its processes)",
+    "no_new_privs": "setuid binaries and file capabilities grant nothing",
+}
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the program): e.g. the launcher could not start."""
 
@@ -140,7 +169,7 @@ class ExecResult:
     signal: int | None = None  # the signal that ended the program, if any
     cpu_s: float | None = None  # user + system CPU seconds of the program process
     max_rss_mb: float | None = None  # peak resident memory of the program process
-    layers: dict[str, bool] = dataclasses.field(default_factory=dict)  # isolation layers active
+    layers: dict[str, bool] = dataclasses.field(default_factory=dict)  # see LAYER_DESCRIPTIONS
     stdout_bytes: int = 0  # how many bytes the program really wrote to stdout
     stderr_bytes: int = 0  # how many bytes the program really wrote to stderr
     reason: str = ""  # one line: why this status
