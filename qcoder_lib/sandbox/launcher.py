@@ -45,8 +45,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _call(name, *args):
-    """Call a libc function; raise OSError (with errno) when it returns -1."""
-    fn = getattr(_libc, name)
+    """Call a libc function; raise OSError (with errno) when it returns -1.
+
+    A function this OS lacks (``prctl``, ``unshare``, ``mount`` off Linux) raises OSError
+    too, so that every layer built on it is reported off instead of failing the run.
+    """
+    fn = getattr(_libc, name, None)
+    if fn is None:
+        raise OSError(38, f"{name}: not available on this OS")
     if fn(*args) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{name}: {os.strerror(err)}")
@@ -65,10 +71,18 @@ def _report(fd, **fields):
         pass
 
 
+def _proc_entries():
+    """Names under /proc (empty where there is no /proc, e.g. macOS)."""
+    try:
+        return os.listdir("/proc")
+    except OSError:
+        return []
+
+
 def _children_of(pid):
     """Host-visible children of ``pid``, found by scanning /proc (works in every mode)."""
     kids = []
-    for name in os.listdir("/proc"):
+    for name in _proc_entries():
         if not name.isdigit():
             continue
         try:
@@ -85,7 +99,7 @@ def _children_of(pid):
 def _tasks_of_uid(uid):
     """How many tasks (processes and threads) the user already has: RLIMIT_NPROC counts them."""
     n = 0
-    for name in os.listdir("/proc"):
+    for name in _proc_entries():
         if not name.isdigit():
             continue
         try:
