@@ -177,6 +177,9 @@ def test_config_errors_name_the_field():
         QwenConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=3)
     with pytest.raises(ValueError, match="unknown preset"):
         QwenConfig.preset("1B")
+    model = QwenForCausalLM(QwenConfig.preset("smoke", vocab_size=32))
+    with pytest.raises(ValueError, match="position_ids"):
+        model(torch.zeros(2, 5, dtype=torch.long), torch.arange(4)[None])
 
 
 def test_course_presets_take_vocab_from_tokenizer():
@@ -244,9 +247,13 @@ def test_triton_backend_matches_eager():
     ids = torch.randint(0, 64, (2, 16))
     pos = torch.cat([torch.arange(6), torch.arange(10)]).expand(2, 16)
     ref = model(ids, pos)
+    ref_grads = torch.autograd.grad(ref.square().mean(), list(model.parameters()))
     model.config.attn_implementation = "triton"
     out = model(ids, pos)
+    grads = torch.autograd.grad(out.square().mean(), list(model.parameters()))
     assert (out - ref).abs().max().item() <= 1e-4
+    for (n, _), g, g_ref in zip(model.named_parameters(), grads, ref_grads):
+        assert (g - g_ref).abs().max().item() <= 1e-4 * max(1.0, g_ref.abs().max().item()), n
 
 
 def test_next_token_loss_matches_shifted_cross_entropy():
@@ -258,3 +265,21 @@ def test_next_token_loss_matches_shifted_cross_entropy():
         logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100
     )
     assert torch.allclose(next_token_loss(logits, labels), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+def test_bf16_logits_equal_transformers(backend):
+    """In bf16 the casts happen where transformers does them (RMSNorm in fp32 then cast back,
+    cos/sin computed in fp32 then cast), so the logits are bit-identical."""
+    from qcoder_lib.hf_interop import to_hf_model
+
+    torch.manual_seed(6)
+    model = QwenForCausalLM(QwenConfig.preset("smoke", vocab_size=300, attn_implementation=backend))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model = model.to(torch.bfloat16)
+    hf = to_hf_model(model, attn_implementation=backend)
+    ids = torch.randint(0, 300, (2, 20))
+    with torch.no_grad():
+        assert torch.equal(model(ids), hf(ids).logits)
