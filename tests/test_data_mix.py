@@ -15,21 +15,32 @@ def stream(group, n, seed, lo=50, hi=3000):
     r = random.Random(seed)
     for i in range(n):
         k = r.randint(lo, hi)
-        yield Document(f"{group} doc {i} " + "".join(r.choice("abcdefgh \n") for _ in range(k)),
-                       group, f"{group}/{i}", "r", "x")
+        yield Document(
+            f"{group} doc {i} " + "".join(r.choice("abcdefgh \n") for _ in range(k)),
+            group,
+            f"{group}/{i}",
+            "r",
+            "x",
+        )
 
 
 def streams(n=400, seed=0):
-    return {"code": stream("code", n, seed), "text": stream("text", n, seed + 1),
-            "math": stream("math", n, seed + 2)}
+    return {
+        "code": stream("code", n, seed),
+        "text": stream("text", n, seed + 1),
+        "math": stream("math", n, seed + 2),
+    }
 
 
 def digest(folder):
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(folder.glob("shard_*.bin")))).hexdigest()
+    return hashlib.sha256(
+        b"".join(p.read_bytes() for p in sorted(folder.glob("shard_*.bin")))
+    ).hexdigest()
 
 
-@pytest.mark.parametrize("weights", [{"code": 0.7, "text": 0.2, "math": 0.1},
-                                     {"code": 0.5, "text": 0.3, "math": 0.2}])
+@pytest.mark.parametrize(
+    "weights", [{"code": 0.7, "text": 0.2, "math": 0.1}, {"code": 0.5, "text": 0.3, "math": 0.2}]
+)
 def test_mix_proportions_within_two_percent(tmp_path, weights):
     rep = mix_sources(streams(), tmp_path / "m", config=MixConfig(weights=weights, seed=1))
     for g, share in rep.achieved().items():
@@ -42,8 +53,11 @@ def test_mix_proportions_within_two_percent(tmp_path, weights):
 
 def test_total_tokens_budget_and_document_roundtrip(tmp_path):
     docs = list(stream("code", 50, 7))
-    rep = mix_sources({"code": iter(docs)}, tmp_path / "c",
-                      config=MixConfig(weights={"code": 1.0}, total_tokens=20_000, seed=0))
+    rep = mix_sources(
+        {"code": iter(docs)},
+        tmp_path / "c",
+        config=MixConfig(weights={"code": 1.0}, total_tokens=20_000, seed=0),
+    )
     assert rep.stopped_by == "total_tokens" and 20_000 <= rep.total_tokens < 20_000 + 4097
     shards = TokenShards(tmp_path / "c")
     by_path = {d.path: d.text for d in docs}
@@ -64,8 +78,11 @@ def test_same_seed_same_bytes_other_seed_other_order(tmp_path):
 
 def test_long_documents_are_chunked_and_shards_roll_over(tmp_path):
     big = [Document("z" * 10_000, "code", "big.py", "r", "python")]
-    rep = mix_sources({"code": iter(big)}, tmp_path / "s",
-                      config=MixConfig(weights={"code": 1.0}, max_doc_tokens=3000, shard_tokens=5000))
+    rep = mix_sources(
+        {"code": iter(big)},
+        tmp_path / "s",
+        config=MixConfig(weights={"code": 1.0}, max_doc_tokens=3000, shard_tokens=5000),
+    )
     assert rep.documents["code"] == 4  # 3000 + 3000 + 3000 + 1000
     shards = TokenShards(tmp_path / "s")
     sizes = [s["tokens"] for s in shards.index["shards"]]
@@ -81,9 +98,14 @@ def test_tokenizer_callable_and_errors(tmp_path):
         calls.append(text)
         return [len(w) for w in text.split()]
 
-    rep = mix_sources({"code": stream("code", 20, 1)}, None, tokenizer=words_tok, eos_id=0,
-                      config=MixConfig(weights={"code": 1.0}))
-    assert len(calls) == 20 and rep.tokenizer == "function"
+    rep = mix_sources(
+        {"code": stream("code", 20, 1)},
+        None,
+        tokenizer=words_tok,
+        eos_id=0,
+        config=MixConfig(weights={"code": 1.0}),
+    )
+    assert len(calls) == 20 and rep.tokenizer == "words_tok"
     with pytest.raises(ValueError, match="sum to 1"):
         mix_sources(streams(), None, config=MixConfig(weights={"code": 0.7, "text": 0.2}))
     with pytest.raises(KeyError, match="math"):
@@ -91,13 +113,20 @@ def test_tokenizer_callable_and_errors(tmp_path):
 
 
 def test_group_streams_and_sequences(tmp_path):
-    g = group_streams({"code": stream("code", 3, 0), "synthetic": stream("synthetic", 3, 1),
-                       "math": stream("math", 2, 2)})
+    g = group_streams(
+        {
+            "code": stream("code", 3, 0),
+            "synthetic": stream("synthetic", 3, 1),
+            "math": stream("math", 2, 2),
+        }
+    )
     assert [d.source for d in g["code"]] == ["code", "synthetic"] * 3
     with pytest.raises(KeyError, match="nonsense"):
         group_streams({"nonsense": iter([])})
     pos = packed_position_ids(np.array([5, 6, 256, 7, 8, 9, 256, 1]), 256)
     assert pos.tolist() == [0, 1, 2, 0, 1, 2, 3, 0]
-    mix_sources({"code": stream("code", 30, 0)}, tmp_path / "q", config=MixConfig(weights={"code": 1.0}))
+    mix_sources(
+        {"code": stream("code", 30, 0)}, tmp_path / "q", config=MixConfig(weights={"code": 1.0})
+    )
     ids, p = next(TokenShards(tmp_path / "q").sequences(128, seed=0))
     assert ids.shape == p.shape == (129,)

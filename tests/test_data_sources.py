@@ -2,14 +2,23 @@
 jsonl with malformed lines reported by file and line, `datasets` on a local fixture."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from qcoder_lib.data.sources import (DATA_SAMPLES, SourceStats, code_documents, dataset_documents,
-                                     docs_documents, docstring_prose, jsonl_documents,
-                                     read_jsonl, read_text_file, site_package_repos, strip_code,
-                                     text_documents)
+from qcoder_lib.data.sources import (
+    DATA_SAMPLES,
+    SourceStats,
+    code_documents,
+    dataset_documents,
+    docs_documents,
+    docstring_prose,
+    jsonl_documents,
+    read_jsonl,
+    read_text_file,
+    site_package_repos,
+    strip_code,
+    text_documents,
+)
 
 
 @pytest.fixture
@@ -32,7 +41,9 @@ def test_code_folder_counts_bad_input_by_reason(messy_repo):
     stats = SourceStats()
     docs = list(code_documents([messy_repo], max_bytes=100_000, stats=stats))
     assert {(d.path, d.language, d.repo) for d in docs} == {
-        ("pkg/good.py", "python", "messy"), ("web.js", "javascript", "messy")}
+        ("pkg/good.py", "python", "messy"),
+        ("web.js", "javascript", "messy"),
+    }
     assert dict(stats.skipped) == {"binary": 1, "undecodable": 1, "too_large": 1, "empty": 1}
     assert stats.examples["binary"] == ["messy/pkg/binary.py"]
     assert stats.seen == 6 and stats.kept == 2
@@ -69,8 +80,10 @@ def test_default_roots_are_stdlib_then_packages_with_relative_paths():
 
 def test_shards_partition_the_files(messy_repo):
     whole = {d.path for d in code_documents([messy_repo], max_bytes=100_000)}
-    parts = [{d.path for d in code_documents([messy_repo], max_bytes=100_000, shard=(r, 2))}
-             for r in range(2)]
+    parts = [
+        {d.path for d in code_documents([messy_repo], max_bytes=100_000, shard=(r, 2))}
+        for r in range(2)
+    ]
     assert parts[0] | parts[1] == whole and not parts[0] & parts[1]
 
 
@@ -103,8 +116,11 @@ def test_docs_and_text_sources():
     docs = list(docs_documents(max_docs=5))
     assert len(docs) == 5 and all(d.source == "docs" and len(d.text) >= 200 for d in docs)
     text = list(text_documents(max_docs=3, include_packages=False))
-    assert [d.path for d in text] == ["text/01_reading_code.txt", "text/02_why_tests.txt",
-                                      "text/03_data_pipelines.txt"]
+    assert [d.path for d in text] == [
+        "text/01_reading_code.txt",
+        "text/02_why_tests.txt",
+        "text/03_data_pipelines.txt",
+    ]
 
 
 def test_strip_code_and_docstring_prose():

@@ -1,10 +1,21 @@
 """Synthetic programs judged by the real sandbox, and math answers verified by execution."""
 
-from qcoder_lib.data.math_problems import (GENERATORS, generate_problems, math_documents,
-                                           run_in_process, verify_problems)
+from qcoder_lib.data.math_problems import (
+    GENERATORS,
+    generate_problems,
+    math_documents,
+    run_in_process,
+    verify_problems,
+)
 from qcoder_lib.data.sources import SourceStats
-from qcoder_lib.data.synthetic import (BUGS, TEMPLATES, SyntheticReport, generate_programs,
-                                       plant_bug, synthetic_documents)
+from qcoder_lib.data.synthetic import (
+    BUGS,
+    TEMPLATES,
+    SyntheticReport,
+    generate_programs,
+    plant_bug,
+    synthetic_documents,
+)
 from qcoder_lib.sandbox import run_code
 
 
@@ -19,12 +30,19 @@ def test_programs_deterministic_and_every_bug_changes_the_code():
 
 def test_executor_keeps_only_passing_programs():
     rep, stats = SyntheticReport(), SourceStats()
-    docs = list(synthetic_documents(14, seed=2, bug_rate=0.6, report=rep, stats=stats,
-                                    timeout_s=1.0))
-    assert rep.generated == 14 and rep.kept == len(docs) and sum(rep.rejected.values()) == 14 - len(docs)
+    docs = list(
+        synthetic_documents(14, seed=2, bug_rate=0.6, report=rep, stats=stats, timeout_s=1.0)
+    )
+    assert (
+        rep.generated == 14
+        and rep.kept == len(docs)
+        and sum(rep.rejected.values()) == 14 - len(docs)
+    )
     assert rep.rejected, "a 60% bug rate must produce rejections"
-    assert all(r.split(":")[0] in {"failed", "timeout", "memory", "crashed", "killed"}
-               for r in rep.rejected)
+    assert all(
+        r.split(":")[0] in {"failed", "timeout", "memory", "crashed", "killed"}
+        for r in rep.rejected
+    )
     # every kept program really passes when run again; planted syntax errors are never kept
     assert all(run_code(d.text, timeout_s=5).passed for d in docs[:4])
     assert all(d.meta["planted_bug"] != "missing_colon" for d in docs)

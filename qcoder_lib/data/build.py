@@ -9,17 +9,22 @@ needs: a build that stops when its text runs out never reads the rest of site-pa
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from qcoder_lib.data.decontam import DecontamReport, NGramIndex, decontaminate, default_eval_items
 from qcoder_lib.data.dedup import DedupReport, ExactDedup, NearDedup
 from qcoder_lib.data.filters import FilterConfig, FilterReport, filter_documents
 from qcoder_lib.data.math_problems import math_documents
 from qcoder_lib.data.mix import MixConfig, MixReport, group_streams, mix_sources
-from qcoder_lib.data.sources import (Document, SourceStats, code_documents, docs_documents,
-                                     text_documents)
+from qcoder_lib.data.sources import (
+    Document,
+    SourceStats,
+    code_documents,
+    docs_documents,
+    text_documents,
+)
 from qcoder_lib.data.synthetic import SyntheticReport, synthetic_documents
 from qcoder_lib.runtime import by_profile, get_profile
 
@@ -51,12 +56,12 @@ def profile_config(profile: str | None = None, **overrides) -> BuildConfig:
     gpu (everything installed). Keyword ``overrides`` replace fields."""
     p = profile or get_profile()
     cfg = BuildConfig(
-        code_files=by_profile(400, 4000, None, p),
-        code_files_per_repo=by_profile(12, 60, None, p),
+        code_files=by_profile(600, 6000, None, p),
+        code_files_per_repo=by_profile(15, 80, None, p),
         synthetic_programs=by_profile(60, 600, 3000, p),
-        docs=by_profile(40, 400, None, p),
-        text_docs=by_profile(50, 1500, None, p),
-        math_problems=by_profile(1500, 40000, 400000, p),
+        docs=by_profile(60, None, None, p),
+        text_docs=by_profile(150, 3000, None, p),
+        math_problems=by_profile(3000, 60000, 600000, p),
     )
     for k, v in overrides.items():
         if not hasattr(cfg, k):
@@ -78,21 +83,24 @@ class BuildReport:
     seconds: float = 0.0  # wall time of the build
 
     def summary(self) -> list[dict]:
-        """One row per source: read, skipped (bad input), filtered, duplicates, contaminated,
+        """One row per source: read, skipped (bad input, too little prose, rejected by the
+        executor), filtered, duplicates, contaminated,
         documents and tokens in the mix; plus a total row."""
         rows = []
         for s in SOURCES:
             st = self.sources[s]
-            rows.append({
-                "source": s,
-                "read": st.seen,
-                "bad_input": sum(st.skipped.values()),
-                "filtered": self.filters.seen[s] - self.filters.kept[s],
-                "duplicates": self.dedup.exact[s] + self.dedup.near[s],
-                "contaminated": self.decontam.by_source[s],
-                "mixed_docs": self.mix.source_documents[s] if self.mix else 0,
-                "tokens": self.mix.source_tokens[s] if self.mix else 0,
-            })
+            rows.append(
+                {
+                    "source": s,
+                    "read": st.seen,
+                    "skipped": sum(st.skipped.values()),
+                    "filtered": self.filters.seen[s] - self.filters.kept[s],
+                    "duplicates": self.dedup.exact[s] + self.dedup.near[s],
+                    "contaminated": self.decontam.by_source[s],
+                    "mixed_docs": self.mix.source_documents[s] if self.mix else 0,
+                    "tokens": self.mix.source_tokens[s] if self.mix else 0,
+                }
+            )
         total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "source"}
         return rows + [{"source": "total", **total}]
 
@@ -102,17 +110,21 @@ class BuildReport:
         keys = list(rows[0])
         w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
         lines = ["  ".join(f"{k:>{w[k]}}" for k in keys)]
-        lines += ["  ".join(f"{str(r[k]):>{w[k]}}" for k in keys) for r in rows]
+        lines += ["  ".join(f"{r[k]!s:>{w[k]}}" for k in keys) for r in rows]
         if self.mix:
-            mix = ", ".join(f"{r['group']} {r['achieved']:.1%} (target {r['target']:.0%})"
-                            for r in self.mix.rows())
-            lines.append(f"mix: {mix}; stopped: {self.mix.stopped_by}; "
-                         f"tokenizer: {self.mix.tokenizer}")
+            mix = ", ".join(
+                f"{r['group']} {r['achieved']:.1%} (target {r['target']:.0%})"
+                for r in self.mix.rows()
+            )
+            lines.append(
+                f"mix: {mix}; stopped: {self.mix.stopped_by}; tokenizer: {self.mix.tokenizer}"
+            )
         return "\n".join(lines)
 
 
-def _dedup_stage(docs: Iterable[Document], exact: ExactDedup, near: NearDedup | None,
-                 report: DedupReport) -> Iterator[Document]:
+def _dedup_stage(
+    docs: Iterable[Document], exact: ExactDedup, near: NearDedup | None, report: DedupReport
+) -> Iterator[Document]:
     for d in docs:
         report.seen += 1
         first = exact.is_duplicate(d)
@@ -132,20 +144,30 @@ def source_streams(cfg: BuildConfig, report: BuildReport, code_roots=None) -> di
     """The five raw sources for ``cfg`` (lazy), counting into ``report.sources``."""
     st = report.sources
     return {
-        "code": code_documents(code_roots, max_files=cfg.code_files,
-                               max_files_per_repo=cfg.code_files_per_repo,
-                               max_bytes=cfg.max_file_bytes, stats=st["code"]),
-        "synthetic": synthetic_documents(cfg.synthetic_programs, cfg.seed,
-                                         bug_rate=cfg.synthetic_bug_rate,
-                                         report=report.synthetic, stats=st["synthetic"]),
+        "code": code_documents(
+            code_roots,
+            max_files=cfg.code_files,
+            max_files_per_repo=cfg.code_files_per_repo,
+            max_bytes=cfg.max_file_bytes,
+            stats=st["code"],
+        ),
+        "synthetic": synthetic_documents(
+            cfg.synthetic_programs,
+            cfg.seed,
+            bug_rate=cfg.synthetic_bug_rate,
+            report=report.synthetic,
+            stats=st["synthetic"],
+        ),
         "docs": docs_documents(max_docs=cfg.docs, stats=st["docs"]),
-        "text": text_documents(max_docs=cfg.text_docs, stats=st["text"]),
+        # package READMEs are already in docs: text takes data_samples/ and docstrings
+        "text": text_documents(max_docs=cfg.text_docs, include_packages=False, stats=st["text"]),
         "math": math_documents(cfg.math_problems, cfg.seed, stats=st["math"]),
     }
 
 
-def clean_streams(raw: dict, cfg: BuildConfig, report: BuildReport,
-                  index: NGramIndex | None = None) -> dict:
+def clean_streams(
+    raw: dict, cfg: BuildConfig, report: BuildReport, index: NGramIndex | None = None
+) -> dict:
     """Filters -> exact dedup (shared by all sources) -> near dedup (shared by
     ``near_dedup_sources``) -> decontamination, applied lazily to each source's stream."""
     index = index if index is not None else NGramIndex(default_eval_items())
@@ -159,9 +181,15 @@ def clean_streams(raw: dict, cfg: BuildConfig, report: BuildReport,
     return out
 
 
-def build_corpus(out_dir: str | Path | None, config: BuildConfig | None = None, *,
-                 tokenizer=None, code_roots=None, extra_sources: dict | None = None,
-                 index: NGramIndex | None = None) -> BuildReport:
+def build_corpus(
+    out_dir: str | Path | None,
+    config: BuildConfig | None = None,
+    *,
+    tokenizer=None,
+    code_roots=None,
+    extra_sources: dict | None = None,
+    index: NGramIndex | None = None,
+) -> BuildReport:
     """Build the corpus into ``out_dir`` (token shards; ``None``: count only) and return the
     report (``report.table()`` is the summary). ``extra_sources`` adds documents to a source's
     stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads."""

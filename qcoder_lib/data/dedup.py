@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -33,7 +33,7 @@ def shingles(text: str, n: int = 5) -> set[str]:
     words = WORD.findall(text.lower())
     if len(words) < n:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 @dataclass
@@ -73,8 +73,7 @@ class NearDedup:
     """MinHash + LSH index (``datasketch``): :meth:`is_duplicate` finds an earlier document whose
     estimated Jaccard similarity of word ``ngram``-shingles is at least ``threshold``."""
 
-    def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 5,
-                 seed: int = 1):
+    def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 5, seed: int = 1):
         from datasketch import MinHashLSH
 
         self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
@@ -109,8 +108,14 @@ def jaccard(a: str, b: str, n: int = 5) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
-def dedup_documents(docs: Iterable[Document], *, near: bool = True, threshold: float = 0.7,
-                    num_perm: int = 128, report: DedupReport | None = None) -> Iterator[Document]:
+def dedup_documents(
+    docs: Iterable[Document],
+    *,
+    near: bool = True,
+    threshold: float = 0.7,
+    num_perm: int = 128,
+    report: DedupReport | None = None,
+) -> Iterator[Document]:
     """Yield each document unless it is an exact (or, with ``near``, a near) duplicate of an
     earlier one; removals are counted in ``report``. Streaming: only hashes are kept."""
     report = report if report is not None else DedupReport()

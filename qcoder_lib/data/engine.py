@@ -34,16 +34,20 @@ import io
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from datatrove.data import Document as DTDocument
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets,
-                                              MinhashDedupCluster, MinhashDedupFilter,
-                                              MinhashDedupSignature)
+from datatrove.pipeline.dedup.minhash import (
+    MinhashConfig,
+    MinhashDedupBuckets,
+    MinhashDedupCluster,
+    MinhashDedupFilter,
+    MinhashDedupSignature,
+)
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
@@ -79,16 +83,19 @@ class RegexWordTokenizer(WordTokenizer):
 
 def to_datatrove(d: Document, doc_id: str) -> DTDocument:
     """A course document as a datatrove ``Document`` (fields go into ``metadata``)."""
-    return DTDocument(text=d.text, id=doc_id,
-                      metadata={"source": d.source, "path": d.path, "repo": d.repo,
-                                "language": d.language})
+    return DTDocument(
+        text=d.text,
+        id=doc_id,
+        metadata={"source": d.source, "path": d.path, "repo": d.repo, "language": d.language},
+    )
 
 
 def from_datatrove(d: DTDocument) -> Document:
     """A datatrove ``Document`` back as a course document."""
     m = d.metadata
-    return Document(d.text, m.get("source", ""), m.get("path", ""), m.get("repo", ""),
-                    m.get("language", ""))
+    return Document(
+        d.text, m.get("source", ""), m.get("path", ""), m.get("repo", ""), m.get("language", "")
+    )
 
 
 class CourseSourceReader(PipelineStep):
@@ -109,17 +116,27 @@ class CourseSourceReader(PipelineStep):
         from qcoder_lib.data.synthetic import synthetic_documents
 
         c, w = self.config, world_size
-        per = (lambda n: None if n is None else -(-n // w))  # noqa: E731 - ceil(n / w)
+        def per(n):  # this task's share of a cap: ceil(n / w)
+            return None if n is None else -(-n // w)
+
         if source == "code":
-            return sources.code_documents(max_files=per(c["code_files"]),
-                                          max_files_per_repo=per(c["code_files_per_repo"]),
-                                          max_bytes=c["max_file_bytes"], shard=(rank, w))
+            return sources.code_documents(
+                max_files=per(c["code_files"]),
+                max_files_per_repo=per(c["code_files_per_repo"]),
+                max_bytes=c["max_file_bytes"],
+                shard=(rank, w),
+            )
         if source == "text":
-            return sources.text_documents(max_docs=per(c["text_docs"]), include_packages=False,
-                                          shard=(rank, w))
+            return sources.text_documents(
+                max_docs=per(c["text_docs"]), include_packages=False, shard=(rank, w)
+            )
         if source == "synthetic":  # seed per task: programs differ between tasks
-            return synthetic_documents(per(c["synthetic_programs"]), c["seed"] * 1000 + rank,
-                                       bug_rate=c["synthetic_bug_rate"], workers=1)
+            return synthetic_documents(
+                per(c["synthetic_programs"]),
+                c["seed"] * 1000 + rank,
+                bug_rate=c["synthetic_bug_rate"],
+                workers=1,
+            )
         if source == "math":
             return math_documents(per(c["math_problems"]), c["seed"] * 1000 + rank)
         if source == "docs":
@@ -146,8 +163,12 @@ class SelectiveMinhashSignature(MinhashDedupSignature):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         keep = self.near_sources
-        masked = (d if d.metadata.get("source") in keep
-                  else DTDocument(text="", id=d.id, metadata=d.metadata) for d in data)
+        masked = (
+            d
+            if d.metadata.get("source") in keep
+            else DTDocument(text="", id=d.id, metadata=d.metadata)
+            for d in data
+        )
         return super().run(masked, rank, world_size)
 
 
@@ -231,13 +252,17 @@ class EngineConfig:
 def minhash_config(ec: EngineConfig) -> MinhashConfig:
     """datatrove's MinHash settings from the engine config (64-bit SHA-1 hashes: the default
     xxhash path passes ``str`` to ``xxhash`` 4.x, which only hashes bytes, and fails)."""
-    return MinhashConfig(n_grams=ec.minhash_ngrams, num_buckets=ec.minhash_buckets,
-                         hashes_per_bucket=ec.minhash_hashes_per_bucket,
-                         hash_config=HashConfig(precision=64, hash_fc="sha1"))
+    return MinhashConfig(
+        n_grams=ec.minhash_ngrams,
+        num_buckets=ec.minhash_buckets,
+        hashes_per_bucket=ec.minhash_hashes_per_bucket,
+        hash_config=HashConfig(precision=64, hash_fc="sha1"),
+    )
 
 
-def engine_stages(work_dir: str | Path, build: BuildConfig, ec: EngineConfig,
-                  executor_cls=None, **executor_kwargs) -> list:
+def engine_stages(
+    work_dir: str | Path, build: BuildConfig, ec: EngineConfig, executor_cls=None, **executor_kwargs
+) -> list:
     """The four datatrove stages as ``(name, executor)`` pairs: (1) read + quality filter +
     decontaminate + write + MinHash signatures, (2) LSH buckets, (3) clusters, (4) drop near
     duplicates + write. ``executor_cls`` defaults to :class:`QuietLocalExecutor`; pass
@@ -255,24 +280,61 @@ def engine_stages(work_dir: str | Path, build: BuildConfig, ec: EngineConfig,
         kw.setdefault("skip_completed", False)
     one = {**kw, "workers": 1} if local else kw
     return [
-        ("1 read, filter, decontaminate, sign", executor_cls(
-            pipeline=[CourseSourceReader(ec.sources, cfg), CourseQualityFilter(fcfg),
-                      CourseDecontamFilter(),
-                      ParquetWriter(str(w / "filtered"), output_filename="${rank}.parquet"),
-                      SelectiveMinhashSignature(str(w / "signatures"), build.near_dedup_sources,
-                                                config=mh, language=RegexWordTokenizer())],
-            tasks=ec.tasks, logging_dir=str(w / "logs" / "1"), **kw)),
-        ("2 LSH buckets", executor_cls(
-            pipeline=[MinhashDedupBuckets(str(w / "signatures"), str(w / "buckets"), config=mh)],
-            tasks=mh.num_buckets, logging_dir=str(w / "logs" / "2"), **kw)),
-        ("3 clusters", executor_cls(
-            pipeline=[MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=mh)],
-            tasks=1, logging_dir=str(w / "logs" / "3"), **one)),
-        ("4 drop near duplicates", executor_cls(
-            pipeline=[ParquetReader(str(w / "filtered")),
-                      MinhashDedupFilter(str(w / "remove_ids")),
-                      ParquetWriter(str(w / "deduped"), output_filename="${rank}.parquet")],
-            tasks=ec.tasks, logging_dir=str(w / "logs" / "4"), **kw)),
+        (
+            "1 read, filter, decontaminate, sign",
+            executor_cls(
+                pipeline=[
+                    CourseSourceReader(ec.sources, cfg),
+                    CourseQualityFilter(fcfg),
+                    CourseDecontamFilter(),
+                    ParquetWriter(str(w / "filtered"), output_filename="${rank}.parquet"),
+                    SelectiveMinhashSignature(
+                        str(w / "signatures"),
+                        build.near_dedup_sources,
+                        config=mh,
+                        language=RegexWordTokenizer(),
+                    ),
+                ],
+                tasks=ec.tasks,
+                logging_dir=str(w / "logs" / "1"),
+                **kw,
+            ),
+        ),
+        (
+            "2 LSH buckets",
+            executor_cls(
+                pipeline=[
+                    MinhashDedupBuckets(str(w / "signatures"), str(w / "buckets"), config=mh)
+                ],
+                tasks=mh.num_buckets,
+                logging_dir=str(w / "logs" / "2"),
+                **kw,
+            ),
+        ),
+        (
+            "3 clusters",
+            executor_cls(
+                pipeline=[
+                    MinhashDedupCluster(str(w / "buckets"), str(w / "remove_ids"), config=mh)
+                ],
+                tasks=1,
+                logging_dir=str(w / "logs" / "3"),
+                **one,
+            ),
+        ),
+        (
+            "4 drop near duplicates",
+            executor_cls(
+                pipeline=[
+                    ParquetReader(str(w / "filtered")),
+                    MinhashDedupFilter(str(w / "remove_ids")),
+                    ParquetWriter(str(w / "deduped"), output_filename="${rank}.parquet"),
+                ],
+                tasks=ec.tasks,
+                logging_dir=str(w / "logs" / "4"),
+                **kw,
+            ),
+        ),
     ]
 
 
@@ -330,5 +392,10 @@ def engine_documents(work_dir: str | Path, source: str | None = None) -> Iterato
             for rec in batch.to_pylist():
                 m = rec.get("metadata") or {}
                 if source is None or m.get("source") == source:
-                    yield Document(rec["text"], m.get("source", ""), m.get("path", ""),
-                                   m.get("repo", ""), m.get("language", ""))
+                    yield Document(
+                        rec["text"],
+                        m.get("source", ""),
+                        m.get("path", ""),
+                        m.get("repo", ""),
+                        m.get("language", ""),
+                    )

@@ -14,14 +14,35 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterator
 
 from qcoder_lib.data.sources import Document, SourceStats
 
-NAMES = ["Ada", "Ben", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Ines", "Jun", "Kofi",
-         "Lena", "Mateo", "Noor", "Oskar", "Priya", "Quinn", "Rosa", "Sami", "Tariq", "Uma"]
+NAMES = [
+    "Ada",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Emil",
+    "Fatima",
+    "Goran",
+    "Hana",
+    "Ines",
+    "Jun",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Noor",
+    "Oskar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tariq",
+    "Uma",
+]
 ITEMS = ["apples", "marbles", "stickers", "books", "pencils", "cards", "shells", "stamps"]
 
 
@@ -46,18 +67,24 @@ def _arithmetic(rng: random.Random) -> MathProblem:
     a, b, c, d = (rng.randint(2, 99) for _ in range(4))
     o1, o2, o3 = (rng.choice(ops) for _ in range(3))
     expr = f"({a} {o1} {b}) {o2} {c} {o3} {d}"
+
     # exact evaluation by hand, respecting precedence: t = (a o1 b); then t o2 c o3 d
     def ap(x, o, y):
         return x + y if o == "+" else x - y if o == "-" else x * y
+
     t = ap(Fraction(a), o1, Fraction(b))
     if o3 == "*" and o2 != "*":
         val = ap(t, o2, Fraction(c) * d)
     else:
         val = ap(ap(t, o2, Fraction(c)), o3, Fraction(d))
-    return MathProblem("arithmetic", f"Compute {expr}.",
-                       f"First the parentheses: {a} {o1} {b} = {_fmt(t)}. "
-                       "Then multiplication before addition and subtraction.",
-                       f"print({expr})", _fmt(val))
+    return MathProblem(
+        "arithmetic",
+        f"Compute {expr}.",
+        f"First the parentheses: {a} {o1} {b} = {_fmt(t)}. "
+        "Then multiplication before addition and subtraction.",
+        f"print({expr})",
+        _fmt(val),
+    )
 
 
 def _word_buy_give(rng: random.Random) -> MathProblem:
@@ -72,11 +99,17 @@ def _word_buy_give(rng: random.Random) -> MathProblem:
         f"The packs hold {b} * {c} = {b * c} {item}, so {name} has {a} + {b * c} = {a + b * c}; "
         f"after giving away {d}, {a + b * c} - {d} = {_fmt(ans)}.",
         f"start = {a}\npacks = {b}\nper_pack = {c}\ngiven = {d}\n"
-        "print(start + packs * per_pack - given)", _fmt(ans))
+        "print(start + packs * per_pack - given)",
+        _fmt(ans),
+    )
 
 
 def _discount(rng: random.Random) -> MathProblem:
-    price, pct, qty = rng.randint(5, 400), rng.choice([5, 10, 15, 20, 25, 30, 40, 50]), rng.randint(1, 6)
+    price, pct, qty = (
+        rng.randint(5, 400),
+        rng.choice([5, 10, 15, 20, 25, 30, 40, 50]),
+        rng.randint(1, 6),
+    )
     total = Fraction(price * qty) * (100 - pct) / 100
     return MathProblem(
         "discount",
@@ -87,7 +120,9 @@ def _discount(rng: random.Random) -> MathProblem:
         "from fractions import Fraction\n"
         f"total = Fraction({price} * {qty}) * (100 - {pct}) / 100\n"
         "print(total.numerator if total.denominator == 1 else "
-        "f'{total.numerator}/{total.denominator}')", _fmt(total))
+        "f'{total.numerator}/{total.denominator}')",
+        _fmt(total),
+    )
 
 
 def _linear_equation(rng: random.Random) -> MathProblem:
@@ -96,21 +131,29 @@ def _linear_equation(rng: random.Random) -> MathProblem:
     b = rng.randint(-50, 50)
     c = a * x + b
     return MathProblem(
-        "linear_equation", f"Solve for x: {a}x + ({b}) = {c}.",
+        "linear_equation",
+        f"Solve for x: {a}x + ({b}) = {c}.",
         f"Subtract {b} from both sides: {a}x = {c - b}. Divide by {a}: x = {x}.",
-        f"a, b, c = {a}, {b}, {c}\nx = (c - b) // a\nassert a * x + b == c\nprint(x)", str(x))
+        f"a, b, c = {a}, {b}, {c}\nx = (c - b) // a\nassert a * x + b == c\nprint(x)",
+        str(x),
+    )
 
 
 def _gcd_lcm(rng: random.Random) -> MathProblem:
     g = rng.randint(2, 15)
     m, n = rng.randint(2, 20) * g, rng.randint(2, 20) * g
     import math as _m
+
     lcm = m * n // _m.gcd(m, n)
     return MathProblem(
-        "lcm", f"Two buses leave the station together, one every {m} minutes and one every "
+        "lcm",
+        f"Two buses leave the station together, one every {m} minutes and one every "
         f"{n} minutes. After how many minutes do they next leave together?",
-        f"The answer is the least common multiple: lcm({m}, {n}) = {m} * {n} / gcd({m}, {n}) = {lcm}.",
-        f"import math\nprint({m} * {n} // math.gcd({m}, {n}))", str(lcm))
+        f"The answer is the least common multiple: lcm({m}, {n}) = {m} * {n} / gcd({m}, {n}) "
+        f"= {lcm}.",
+        f"import math\nprint({m} * {n} // math.gcd({m}, {n}))",
+        str(lcm),
+    )
 
 
 def _series(rng: random.Random) -> MathProblem:
@@ -122,12 +165,18 @@ def _series(rng: random.Random) -> MathProblem:
         f"What is the sum {first} + {first + step} + {first + 2 * step} + ... + {last}?",
         f"There are {count} terms; the sum is count * (first + last) / 2 = "
         f"{count} * ({first} + {last}) / 2 = {total}.",
-        f"print(sum(range({first}, {last + 1}, {step})))", str(total))
+        f"print(sum(range({first}, {last + 1}, {step})))",
+        str(total),
+    )
 
 
 def _speed(rng: random.Random) -> MathProblem:
     name = rng.choice(NAMES)
-    speed, hours, minutes = rng.randint(3, 120), rng.randint(0, 5), rng.choice([0, 15, 20, 30, 40, 45])
+    speed, hours, minutes = (
+        rng.randint(3, 120),
+        rng.randint(0, 5),
+        rng.choice([0, 15, 20, 30, 40, 45]),
+    )
     if hours == 0 and minutes == 0:
         hours = 1
     dist = Fraction(speed) * (hours + Fraction(minutes, 60))
@@ -139,22 +188,32 @@ def _speed(rng: random.Random) -> MathProblem:
         "from fractions import Fraction\n"
         f"d = {speed} * (Fraction({hours}) + Fraction({minutes}, 60))\n"
         "print(d.numerator if d.denominator == 1 else f'{d.numerator}/{d.denominator}')",
-        _fmt(dist))
+        _fmt(dist),
+    )
 
 
 def _rectangle(rng: random.Random) -> MathProblem:
     w, h = rng.randint(2, 80), rng.randint(2, 80)
     return MathProblem(
-        "rectangle", f"A garden is {w} m by {h} m. A fence goes all around it and the garden is "
+        "rectangle",
+        f"A garden is {w} m by {h} m. A fence goes all around it and the garden is "
         "covered with grass. What is the length of the fence plus the area of grass, as a number?",
-        f"Perimeter 2 * ({w} + {h}) = {2 * (w + h)}; area {w} * {h} = {w * h}; sum {2 * (w + h) + w * h}.",
-        f"w, h = {w}, {h}\nprint(2 * (w + h) + w * h)", str(2 * (w + h) + w * h))
+        f"Perimeter 2 * ({w} + {h}) = {2 * (w + h)}; area {w} * {h} = {w * h}; "
+        f"sum {2 * (w + h) + w * h}.",
+        f"w, h = {w}, {h}\nprint(2 * (w + h) + w * h)",
+        str(2 * (w + h) + w * h),
+    )
 
 
 GENERATORS: dict[str, Callable[[random.Random], MathProblem]] = {
-    "arithmetic": _arithmetic, "word_buy_give": _word_buy_give, "discount": _discount,
-    "linear_equation": _linear_equation, "lcm": _gcd_lcm, "arithmetic_series": _series,
-    "speed_distance": _speed, "rectangle": _rectangle,
+    "arithmetic": _arithmetic,
+    "word_buy_give": _word_buy_give,
+    "discount": _discount,
+    "linear_equation": _linear_equation,
+    "lcm": _gcd_lcm,
+    "arithmetic_series": _series,
+    "speed_distance": _speed,
+    "rectangle": _rectangle,
 }
 
 
@@ -178,12 +237,15 @@ def run_in_process(program: str) -> tuple[str, str]:
 
 def problem_text(p: MathProblem) -> str:
     """The document text: problem, worked solution, the program and the answer."""
-    return (f"Problem: {p.question}\n\nSolution: {p.reasoning}\n\n"
-            f"```python\n{p.program}\n```\n\nAnswer: {p.answer}\n")
+    return (
+        f"Problem: {p.question}\n\nSolution: {p.reasoning}\n\n"
+        f"```python\n{p.program}\n```\n\nAnswer: {p.answer}\n"
+    )
 
 
-def verify_problems(problems: list[MathProblem], *, verify: str = "inprocess",
-                    stats: SourceStats | None = None) -> list[tuple[MathProblem, bool, str]]:
+def verify_problems(
+    problems: list[MathProblem], *, verify: str = "inprocess", stats: SourceStats | None = None
+) -> list[tuple[MathProblem, bool, str]]:
     """Run each problem's program and compare what it prints with the generator's answer.
     Returns ``(problem, ok, why)``; ``verify`` is ``"inprocess"`` or ``"sandbox"``."""
     results = []
@@ -206,8 +268,14 @@ def verify_problems(problems: list[MathProblem], *, verify: str = "inprocess",
     return results
 
 
-def math_documents(n: int, seed: int = 0, *, verify: str = "inprocess", batch: int = 256,
-                   stats: SourceStats | None = None) -> Iterator[Document]:
+def math_documents(
+    n: int,
+    seed: int = 0,
+    *,
+    verify: str = "inprocess",
+    batch: int = 256,
+    stats: SourceStats | None = None,
+) -> Iterator[Document]:
     """Up to ``n`` verified math documents (``source="math"``), deterministic for ``seed``;
     problems whose program fails or disagrees with the generator are counted, not kept."""
     stats = stats if stats is not None else SourceStats()
@@ -222,8 +290,15 @@ def math_documents(n: int, seed: int = 0, *, verify: str = "inprocess", batch: i
                 stats.skip(why, p.kind)
                 continue
             made += 1
-            yield stats.keep(Document(problem_text(p), "math", f"{p.kind}/{made:07d}",
-                                      "generated-math", "english",
-                                      {"kind": p.kind, "answer": p.answer}))
+            yield stats.keep(
+                Document(
+                    problem_text(p),
+                    "math",
+                    f"{p.kind}/{made:07d}",
+                    "generated-math",
+                    "english",
+                    {"kind": p.kind, "answer": p.answer},
+                )
+            )
             if made >= n:
                 return

@@ -6,18 +6,20 @@ of the target. Long documents are cut into chunks of at most ``max_doc_tokens`` 
 bounds that error. Each group is shuffled through a seeded buffer (streaming: only the buffers
 are in memory), so the same seed gives the same shards, byte for byte.
 
-Tokens are counted with the tokenizer you pass (anything with ``encode_batch``/``encode``, or a
-callable) or, with none, with :class:`ByteTokenizer`: one token per UTF-8 byte, a proxy that
-over-counts a BPE tokenizer's tokens by about 3-4x for code but keeps the proportions honest.
+Tokens are counted with the tokenizer you pass (a transformers tokenizer, encoded with
+:func:`qcoder_lib.tokenizer.encode_data_batch` so that special-token strings inside data stay
+text; anything with ``encode_batch``/``encode``; or a callable) or, with none, with
+:class:`ByteTokenizer`: one token per UTF-8 byte, a proxy that over-counts a BPE tokenizer's
+tokens by about 3-4x for code but keeps the proportions honest.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -26,8 +28,13 @@ from qcoder_lib.data.sources import Document
 
 QWEN_MIX = {"code": 0.7, "text": 0.2, "math": 0.1}  # the report's 70/20/10 token mix
 # Which mix group each document source belongs to.
-SOURCE_GROUPS = {"code": "code", "synthetic": "code", "docs": "text", "text": "text",
-                 "math": "math"}
+SOURCE_GROUPS = {
+    "code": "code",
+    "synthetic": "code",
+    "docs": "text",
+    "text": "text",
+    "math": "math",
+}
 ENDOFTEXT_ID = 151643  # <|endoftext|> in Qwen2.5's vocabulary
 
 
@@ -50,8 +57,13 @@ class _Encoder:
     def __init__(self, tokenizer, eos_id: int | None):
         self.tok = tokenizer if tokenizer is not None else ByteTokenizer()
         t = self.tok
-        self.name = str(getattr(t, "name", None) or getattr(t, "name_or_path", None)
-                        or type(t).__name__)
+        name = str(
+            getattr(t, "name", None)
+            or getattr(t, "name_or_path", None)
+            or getattr(t, "__name__", None)
+            or type(t).__name__
+        )
+        self.name = Path(name).name if "/" in name else name  # never an absolute path
         if eos_id is None:
             eos_id = getattr(t, "eos_id", None)
         if eos_id is None and hasattr(t, "token_to_id"):
@@ -64,6 +76,11 @@ class _Encoder:
         t = self.tok
         if isinstance(t, ByteTokenizer):
             return t.encode_batch(texts)
+        if hasattr(t, "backend_tokenizer") or hasattr(t, "added_tokens_decoder"):
+            # a transformers tokenizer: encode as data, so "<|endoftext|>" in a file stays text
+            from qcoder_lib.tokenizer import encode_data_batch
+
+            return [np.asarray(ids, dtype=np.uint32) for ids in encode_data_batch(t, texts)]
         if hasattr(t, "encode_batch"):
             out = t.encode_batch(texts)
             out = [getattr(e, "ids", e) for e in out]
@@ -76,7 +93,9 @@ class _Encoder:
         elif callable(t):
             out = [t(x) for x in texts]
         else:
-            raise TypeError(f"tokenizer {type(t).__name__} has no encode_batch/encode and is not callable")
+            raise TypeError(
+                f"tokenizer {type(t).__name__} has no encode_batch/encode and is not callable"
+            )
         return [np.asarray(ids, dtype=np.uint32) for ids in out]
 
 
@@ -121,9 +140,16 @@ class MixReport:
     def rows(self) -> list[dict]:
         """One row per group: target, achieved, tokens, documents."""
         ach = self.achieved()
-        return [{"group": g, "target": round(self.target[g], 4), "achieved": round(ach[g], 4),
-                 "tokens": int(self.tokens[g]), "documents": int(self.documents[g])}
-                for g in self.target]
+        return [
+            {
+                "group": g,
+                "target": round(self.target[g], 4),
+                "achieved": round(ach[g], 4),
+                "tokens": int(self.tokens[g]),
+                "documents": int(self.documents[g]),
+            }
+            for g in self.target
+        ]
 
 
 class _Buffered:
@@ -148,7 +174,7 @@ class _Buffered:
             for d, ids in zip(batch, self.enc.encode_batch([d.text for d in batch])):
                 step = self.cfg.max_doc_tokens
                 for part, s in enumerate(range(0, max(1, len(ids)), step)):
-                    self.buf.append((ids[s:s + step], d, part))
+                    self.buf.append((ids[s : s + step], d, part))
 
     def draw(self):
         if len(self.buf) < self.cfg.shuffle_buffer // 2:
@@ -160,9 +186,14 @@ class _Buffered:
         return self.buf.pop()
 
 
-def mix_sources(streams: dict[str, Iterable[Document]], out_dir: str | Path | None = None, *,
-                tokenizer=None, eos_id: int | None = None,
-                config: MixConfig | None = None) -> MixReport:
+def mix_sources(
+    streams: dict[str, Iterable[Document]],
+    out_dir: str | Path | None = None,
+    *,
+    tokenizer=None,
+    eos_id: int | None = None,
+    config: MixConfig | None = None,
+) -> MixReport:
     """Mix one document stream per group (``{"code": ..., "text": ..., "math": ...}``) to the
     token shares in ``config.weights`` and write token shards to ``out_dir`` (``None``: count
     only). Stops at ``config.total_tokens`` or when the next group to draw from runs out.
@@ -173,15 +204,27 @@ def mix_sources(streams: dict[str, Iterable[Document]], out_dir: str | Path | No
         raise ValueError(f"mix weights {cfg.weights} must sum to 1")
     missing = [g for g in weights if g not in streams]
     if missing:
-        raise KeyError(f"mix group(s) {missing} have a weight but no stream (streams: {list(streams)})")
+        raise KeyError(
+            f"mix group(s) {missing} have a weight but no stream (streams: {list(streams)})"
+        )
     enc = _Encoder(tokenizer, eos_id)
     ss = np.random.SeedSequence(cfg.seed)
-    bufs = {g: _Buffered(streams[g], enc, cfg, np.random.default_rng(child))
-            for g, child in zip(weights, ss.spawn(len(weights)))}
-    report = MixReport(target=weights, tokenizer=enc.name,
-                       out_dir=Path(out_dir).name if out_dir is not None else "")
-    writer = (ShardWriter(out_dir, shard_tokens=cfg.shard_tokens, eos_id=enc.eos_id,
-                          tokenizer_name=enc.name) if out_dir is not None else None)
+    bufs = {
+        g: _Buffered(streams[g], enc, cfg, np.random.default_rng(child))
+        for g, child in zip(weights, ss.spawn(len(weights)))
+    }
+    report = MixReport(
+        target=weights,
+        tokenizer=enc.name,
+        out_dir=Path(out_dir).name if out_dir is not None else "",
+    )
+    writer = (
+        ShardWriter(
+            out_dir, shard_tokens=cfg.shard_tokens, eos_id=enc.eos_id, tokenizer_name=enc.name
+        )
+        if out_dir is not None
+        else None
+    )
     eos = np.array([enc.eos_id], dtype=np.uint32)
     t0 = time.perf_counter()
     while True:
@@ -202,17 +245,18 @@ def mix_sources(streams: dict[str, Iterable[Document]], out_dir: str | Path | No
             report.bytes_in += len(d.text.encode("utf-8"))
             report.source_documents[d.source] += 1
         if writer is not None:
-            writer.add(ids, {"group": g, "source": d.source, "repo": d.repo, "path": d.path,
-                             "part": part})
+            writer.add(
+                ids, {"group": g, "source": d.source, "repo": d.repo, "path": d.path, "part": part}
+            )
     report.seconds = time.perf_counter() - t0
     if writer is not None:
-        writer.close({"mix": report.rows(), "stopped_by": report.stopped_by,
-                      "seed": cfg.seed})
+        writer.close({"mix": report.rows(), "stopped_by": report.stopped_by, "seed": cfg.seed})
     return report
 
 
-def group_streams(docs_by_source: dict[str, Iterable[Document]],
-                  groups: dict[str, str] | None = None) -> dict[str, Iterator[Document]]:
+def group_streams(
+    docs_by_source: dict[str, Iterable[Document]], groups: dict[str, str] | None = None
+) -> dict[str, Iterator[Document]]:
     """Chain per-source streams into per-group streams (``SOURCE_GROUPS`` by default: code and
     synthetic -> code; docs and text -> text; math -> math), interleaving sources of a group."""
     groups = groups or SOURCE_GROUPS

@@ -10,9 +10,9 @@ costs nothing until a slice is read.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -23,12 +23,15 @@ class ShardWriter:
     """Append token arrays to ``out_dir/shard_NNNNN.bin``, starting a new shard every
     ``shard_tokens`` tokens (a document never straddles two shards)."""
 
-    def __init__(self, out_dir: str | Path, *, shard_tokens: int = 1 << 24, eos_id: int,
-                 tokenizer_name: str):
+    def __init__(
+        self, out_dir: str | Path, *, shard_tokens: int = 1 << 24, eos_id: int, tokenizer_name: str
+    ):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
-        for old in list(self.out.glob("shard_*.bin")) + [self.out / "documents.jsonl",
-                                                         self.out / "index.json"]:
+        for old in list(self.out.glob("shard_*.bin")) + [
+            self.out / "documents.jsonl",
+            self.out / "index.json",
+        ]:
             if old.exists():
                 old.unlink()
         self.shard_tokens, self.eos_id, self.tokenizer_name = shard_tokens, eos_id, tokenizer_name
@@ -47,24 +50,32 @@ class ShardWriter:
     def add(self, ids: np.ndarray, meta: dict) -> None:
         """Append one document's ids (already ending with ``eos_id``) and its metadata."""
         ids = np.asarray(ids, dtype=DTYPE)
-        if self._f is None or (self.shard_sizes[-1] and
-                               self.shard_sizes[-1] + len(ids) > self.shard_tokens):
+        if self._f is None or (
+            self.shard_sizes[-1] and self.shard_sizes[-1] + len(ids) > self.shard_tokens
+        ):
             self._next_shard()
         start = self.shard_sizes[-1]
         self._f.write(ids.tobytes())
         self.shard_sizes[-1] += len(ids)
-        self._docs.write(json.dumps({"shard": self.shard, "start": start, "length": len(ids),
-                                     **meta}) + "\n")
+        self._docs.write(
+            json.dumps({"shard": self.shard, "start": start, "length": len(ids), **meta}) + "\n"
+        )
 
     def close(self, extra: dict | None = None) -> dict:
         """Finish the files and write ``index.json``; returns the index."""
         if self._f:
             self._f.close()
         self._docs.close()
-        index = {"dtype": "uint32", "eos_id": self.eos_id, "tokenizer": self.tokenizer_name,
-                 "shards": [{"file": f"shard_{i:05d}.bin", "tokens": n}
-                            for i, n in enumerate(self.shard_sizes)],
-                 "total_tokens": int(sum(self.shard_sizes)), **(extra or {})}
+        index = {
+            "dtype": "uint32",
+            "eos_id": self.eos_id,
+            "tokenizer": self.tokenizer_name,
+            "shards": [
+                {"file": f"shard_{i:05d}.bin", "tokens": n} for i, n in enumerate(self.shard_sizes)
+            ],
+            "total_tokens": int(sum(self.shard_sizes)),
+            **(extra or {}),
+        }
         (self.out / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
         return index
 
@@ -89,8 +100,12 @@ class TokenShards:
             raise FileNotFoundError(f"{ip} not found: not a token-shard folder")
         self.index = json.loads(ip.read_text(encoding="utf-8"))
         self.eos_id = int(self.index["eos_id"])
-        self._maps = [np.memmap(self.folder / s["file"], dtype=DTYPE, mode="r", shape=(s["tokens"],))
-                      if s["tokens"] else np.zeros(0, DTYPE) for s in self.index["shards"]]
+        self._maps = [
+            np.memmap(self.folder / s["file"], dtype=DTYPE, mode="r", shape=(s["tokens"],))
+            if s["tokens"]
+            else np.zeros(0, DTYPE)
+            for s in self.index["shards"]
+        ]
 
     @property
     def total_tokens(self) -> int:
@@ -110,19 +125,24 @@ class TokenShards:
 
     def document_ids(self, span: DocSpan) -> np.ndarray:
         """The token ids of one document (a view into the memory map)."""
-        return self._maps[span.shard][span.start:span.start + span.length]
+        return self._maps[span.shard][span.start : span.start + span.length]
 
-    def sequences(self, seq_len: int, *, seed: int | None = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def sequences(
+        self, seq_len: int, *, seed: int | None = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Cut the concatenated shards into ``(input_ids (seq_len+1,), position_ids (seq_len+1,))``
         windows; positions restart after every end-of-text token (packed documents). With a
         ``seed`` the windows come in a seeded random order, else in order."""
-        windows = [(s, o) for s, m in enumerate(self._maps)
-                   for o in range(0, len(m) - seq_len - 1 + 1, seq_len)]
+        windows = [
+            (s, o)
+            for s, m in enumerate(self._maps)
+            for o in range(0, len(m) - seq_len - 1 + 1, seq_len)
+        ]
         if seed is not None:
             rng = np.random.default_rng(seed)
             windows = [windows[i] for i in rng.permutation(len(windows))]
         for s, o in windows:
-            ids = np.asarray(self._maps[s][o:o + seq_len + 1], dtype=np.int64)
+            ids = np.asarray(self._maps[s][o : o + seq_len + 1], dtype=np.int64)
             yield ids, packed_position_ids(ids, self.eos_id)
 
 

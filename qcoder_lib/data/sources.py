@@ -19,23 +19,49 @@ import re
 import subprocess
 import sysconfig
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 # File extension -> language name, for the programming languages the code source keeps.
 CODE_EXTENSIONS: dict[str, str] = {
-    ".py": "python", ".pyi": "python",
-    ".c": "c", ".h": "c",
-    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".cuh": "cpp",
+    ".py": "python",
+    ".pyi": "python",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".cxx": "cpp",
+    ".hpp": "cpp",
+    ".hh": "cpp",
+    ".cuh": "cpp",
     ".cu": "cuda",
-    ".java": "java", ".kt": "kotlin", ".scala": "scala",
-    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
-    ".ts": "typescript", ".tsx": "typescript",
-    ".go": "go", ".rs": "rust", ".rb": "ruby", ".php": "php", ".lua": "lua",
-    ".sh": "shell", ".bash": "shell", ".sql": "sql", ".r": "r", ".jl": "julia",
-    ".pyx": "cython", ".pxd": "cython", ".f90": "fortran", ".swift": "swift", ".cs": "csharp",
-    ".html": "html", ".css": "css",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".go": "go",
+    ".rs": "rust",
+    ".rb": "ruby",
+    ".php": "php",
+    ".lua": "lua",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".sql": "sql",
+    ".r": "r",
+    ".jl": "julia",
+    ".pyx": "cython",
+    ".pxd": "cython",
+    ".f90": "fortran",
+    ".swift": "swift",
+    ".cs": "csharp",
+    ".html": "html",
+    ".css": "css",
 }
 # Documentation files the docs source keeps.
 DOC_EXTENSIONS: dict[str, str] = {".md": "markdown", ".rst": "restructuredtext", ".txt": "text"}
@@ -81,7 +107,7 @@ class SourceStats:
         self.bytes_kept += len(doc.text.encode("utf-8"))
         return doc
 
-    def merge(self, other: "SourceStats") -> "SourceStats":
+    def merge(self, other: SourceStats) -> SourceStats:
         """Add ``other``'s counts into this one (in place) and return self."""
         self.seen += other.seen
         self.kept += other.kept
@@ -96,8 +122,13 @@ class SourceStats:
         """One row per outcome: ``{"outcome", "count", "example"}`` (kept first)."""
         out = [{"outcome": "kept", "count": self.kept, "example": ""}]
         for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
-            out.append({"outcome": f"skipped: {reason}", "count": n,
-                        "example": (self.examples.get(reason) or [""])[0]})
+            out.append(
+                {
+                    "outcome": f"skipped: {reason}",
+                    "count": n,
+                    "example": (self.examples.get(reason) or [""])[0],
+                }
+            )
         return out
 
     def table(self) -> str:
@@ -191,8 +222,9 @@ def _git_files(root: Path) -> list[str] | None:
     if not (root / ".git").exists():
         return None
     try:
-        out = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True,
-                             timeout=60, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z"], capture_output=True, timeout=60, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return sorted(f for f in out.stdout.decode("utf-8", "replace").split("\0") if f)
@@ -288,8 +320,9 @@ def _description(dist) -> str:
     return desc if isinstance(desc, str) else ""
 
 
-def package_descriptions(*, stats: SourceStats | None = None,
-                         min_chars: int = 200) -> Iterator[Document]:
+def package_descriptions(
+    *, stats: SourceStats | None = None, min_chars: int = 200
+) -> Iterator[Document]:
     """Installed packages' long descriptions (their PyPI README), sorted by package name."""
     stats = stats if stats is not None else SourceStats()
     dists = {}
@@ -305,13 +338,21 @@ def package_descriptions(*, stats: SourceStats | None = None,
             stats.skip("no_description", d.metadata["Name"])
             continue
         ctype = (d.metadata.get("Description-Content-Type") or "").lower()
-        lang = "markdown" if "markdown" in ctype else "restructuredtext" if "rst" in ctype else "text"
-        yield stats.keep(Document(desc, "docs", "README", d.metadata["Name"], lang,
-                                  {"version": d.version}))
+        lang = (
+            "markdown" if "markdown" in ctype else "restructuredtext" if "rst" in ctype else "text"
+        )
+        yield stats.keep(
+            Document(desc, "docs", "README", d.metadata["Name"], lang, {"version": d.version})
+        )
 
 
-def doc_files(roots, *, max_files: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-              stats: SourceStats | None = None) -> Iterator[Document]:
+def doc_files(
+    roots,
+    *,
+    max_files: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    stats: SourceStats | None = None,
+) -> Iterator[Document]:
     """Markdown / reStructuredText / text files under ``roots`` (folders or :class:`Repo`)."""
     stats = stats if stats is not None else SourceStats()
     n = 0
@@ -331,9 +372,14 @@ def doc_files(roots, *, max_files: int | None = None, max_bytes: int = DEFAULT_M
             yield stats.keep(Document(text, "docs", rel, repo.name, lang))
 
 
-def docs_documents(roots=(), *, include_packages: bool = True, max_docs: int | None = None,
-                   max_bytes: int = DEFAULT_MAX_BYTES,
-                   stats: SourceStats | None = None) -> Iterator[Document]:
+def docs_documents(
+    roots=(),
+    *,
+    include_packages: bool = True,
+    max_docs: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    stats: SourceStats | None = None,
+) -> Iterator[Document]:
     """Text-code grounding documents, code blocks kept, ``source="docs"``: installed packages'
     long descriptions (when ``include_packages``), then .md/.rst/.txt files under ``roots``."""
     stats = stats if stats is not None else SourceStats()
@@ -354,10 +400,12 @@ def docs_documents(roots=(), *, include_packages: bool = True, max_docs: int | N
 # --------------------------------------------------------------------------------------------
 # Text: prose (documentation with code removed, docstrings, data_samples/)
 # --------------------------------------------------------------------------------------------
-_FENCED = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
-_RST_CODE = re.compile(r"(::|\.\. code-block::[^\n]*|\.\. code::[^\n]*)\n\n((?:[ \t]+[^\n]*\n|\n)+)")
-_DOCTEST = re.compile(r"^\s*(>>>|\.\.\.) .*$", re.M)
-_INDENTED = re.compile(r"(?:^(?: {4}|\t)[^\n]*\n)+", re.M)
+_FENCED = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.DOTALL | re.MULTILINE)
+_RST_CODE = re.compile(
+    r"(::|\.\. code-block::[^\n]*|\.\. code::[^\n]*)\n\n((?:[ \t]+[^\n]*\n|\n)+)"
+)
+_DOCTEST = re.compile(r"^\s*(>>>|\.\.\.) .*$", re.MULTILINE)
+_INDENTED = re.compile(r"(?:^(?: {4}|\t)[^\n]*\n)+", re.MULTILINE)
 
 
 def strip_code(text: str) -> str:
@@ -389,10 +437,16 @@ def docstring_prose(source_text: str, *, min_chars: int = 80) -> str:
 DATA_SAMPLES = Path(__file__).resolve().parent.parent.parent / "data_samples"
 
 
-def text_documents(*, samples_dir: str | Path | None = DATA_SAMPLES, include_packages: bool = True,
-                   docstring_roots=None, max_docs: int | None = None, min_chars: int = 300,
-                   stats: SourceStats | None = None,
-                   shard: tuple[int, int] | None = None) -> Iterator[Document]:
+def text_documents(
+    *,
+    samples_dir: str | Path | None = DATA_SAMPLES,
+    include_packages: bool = True,
+    docstring_roots=None,
+    max_docs: int | None = None,
+    min_chars: int = 300,
+    stats: SourceStats | None = None,
+    shard: tuple[int, int] | None = None,
+) -> Iterator[Document]:
     """Prose, ``source="text"``: ``data_samples/text/*.txt`` written for this course, installed
     packages' descriptions with code removed, then the docstrings of Python modules under
     ``docstring_roots`` (default: the standard library, then each installed package) as one
@@ -452,8 +506,9 @@ def text_documents(*, samples_dir: str | Path | None = DATA_SAMPLES, include_pac
 # --------------------------------------------------------------------------------------------
 # JSON lines and `datasets` datasets (e.g. a Stack-style dump)
 # --------------------------------------------------------------------------------------------
-def read_jsonl(path: str | Path, *, stats: SourceStats | None = None,
-               display_name: str | None = None) -> Iterator[tuple[int, dict]]:
+def read_jsonl(
+    path: str | Path, *, stats: SourceStats | None = None, display_name: str | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for each JSON object line of ``path``. Malformed lines
     (bad JSON, not an object, not UTF-8) are skipped and counted in ``stats`` under
     ``malformed_json`` with ``file:line`` as the example; blank lines are ignored."""
@@ -478,8 +533,9 @@ def read_jsonl(path: str | Path, *, stats: SourceStats | None = None,
             yield i, rec
 
 
-def _record_document(rec: dict, where: str, *, source: str, text_field: str,
-                     stats: SourceStats) -> Document | None:
+def _record_document(
+    rec: dict, where: str, *, source: str, text_field: str, stats: SourceStats
+) -> Document | None:
     text = rec.get(text_field)
     if not isinstance(text, str) or not text.strip():
         stats.skip(f"no_{text_field}", where)
@@ -491,23 +547,36 @@ def _record_document(rec: dict, where: str, *, source: str, text_field: str,
     return Document(text, source, path, repo, lang.lower(), meta)
 
 
-def jsonl_documents(path: str | Path, *, source: str = "code", text_field: str = "content",
-                    stats: SourceStats | None = None) -> Iterator[Document]:
+def jsonl_documents(
+    path: str | Path,
+    *,
+    source: str = "code",
+    text_field: str = "content",
+    stats: SourceStats | None = None,
+) -> Iterator[Document]:
     """Documents from a JSON-lines file (``{"content", "path", "repo", "language"}`` as in a
     Stack-style dump); malformed lines are reported with file and line number in ``stats``."""
     stats = stats if stats is not None else SourceStats()
     name = Path(path).name
     for i, rec in read_jsonl(path, stats=stats, display_name=name):
-        doc = _record_document(rec, f"{name}:{i}", source=source, text_field=text_field,
-                               stats=stats)
+        doc = _record_document(
+            rec, f"{name}:{i}", source=source, text_field=text_field, stats=stats
+        )
         if doc is not None:
             yield stats.keep(doc)
 
 
-def dataset_documents(name_or_path: str, *, split: str = "train", source: str = "code",
-                      text_field: str = "content", streaming: bool = True,
-                      max_docs: int | None = None, stats: SourceStats | None = None,
-                      **load_kwargs) -> Iterator[Document]:
+def dataset_documents(
+    name_or_path: str,
+    *,
+    split: str = "train",
+    source: str = "code",
+    text_field: str = "content",
+    streaming: bool = True,
+    max_docs: int | None = None,
+    stats: SourceStats | None = None,
+    **load_kwargs,
+) -> Iterator[Document]:
     """Documents from a `datasets` dataset: a hub name (online, e.g. a Stack-style dataset,
     streamed), a folder written by ``save_to_disk``, or a local ``.jsonl``/``.parquet`` file."""
     import datasets
@@ -528,8 +597,9 @@ def dataset_documents(name_or_path: str, *, split: str = "train", source: str = 
         if max_docs is not None and stats.kept >= max_docs:
             return
         stats.seen += 1
-        doc = _record_document(dict(rec), f"{label}#{i}", source=source, text_field=text_field,
-                               stats=stats)
+        doc = _record_document(
+            dict(rec), f"{label}#{i}", source=source, text_field=text_field, stats=stats
+        )
         if doc is not None:
             yield stats.keep(doc)
 
