@@ -194,9 +194,15 @@ def from_hf(
                 raise ValueError(f"{folder.name} is a file; pass the checkpoint's folder")
             from huggingface_hub import snapshot_download  # hub name: needs network
 
-            folder = Path(
-                snapshot_download(str(source), allow_patterns=["*.json", "*.safetensors"])
-            )
+            try:
+                folder = Path(
+                    snapshot_download(str(source), allow_patterns=["*.json", "*.safetensors"])
+                )
+            except Exception as e:  # offline, unknown repo, ...: say both things we tried
+                raise FileNotFoundError(
+                    f"{source!r} is not a local folder, and downloading it from the hub failed "
+                    f"({type(e).__name__})"
+                ) from e
         cfg = from_hf_config(json.loads((folder / "config.json").read_text()), attn_implementation)
         tensors, name = _read_folder_tensors(folder), folder.name
     model = QwenForCausalLM(cfg).to(dtype=dtype, device=device)

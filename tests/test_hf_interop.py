@@ -141,3 +141,25 @@ def test_weight_name_map_is_complete():
         assert set(names) == expected
         hf = to_hf_model(model)
         assert set(names.values()) <= {n for n, _ in hf.named_parameters(remove_duplicate=False)}
+
+
+def test_sharded_checkpoint_and_unknown_source(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    hcfg = Qwen2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
+    hf = Qwen2ForCausalLM(hcfg).eval()
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    ids = torch.randint(0, 64, (1, 7))
+    with torch.no_grad():
+        assert (from_hf(tmp_path / "sharded")(ids) - hf(ids).logits).abs().max().item() <= TOL
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not a local folder"):
+        from_hf("no-such-org/no-such-model")
