@@ -13,6 +13,8 @@ self_attn.q_proj.weight`` ...), so checkpoints go both ways (see :mod:`qcoder_li
 Packed documents: when ``position_ids`` are given and no ``attention_mask``/cache is, a new
 document starts wherever a position is not the previous position + 1 (the rule of transformers'
 ``masking_utils.find_packed_sequence_indices``), and attention never crosses documents.
+(transformers applies that rule only when it builds no KV cache: call its model with
+``use_cache=False`` on packed rows, otherwise the documents see each other.)
 """
 
 from __future__ import annotations
@@ -240,11 +242,9 @@ class Attention(nn.Module):
     def __init__(self, cfg: QwenConfig, layer_idx: int):
         super().__init__()
         self.cfg, self.layer_idx = cfg, layer_idx
-        self.n_q, self.n_kv, self.head_dim = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        )
+        self.n_q = cfg.num_attention_heads  # Hq
+        self.n_kv = cfg.num_key_value_heads  # Hkv
+        self.head_dim = cfg.head_dim  # D
         self.scale = self.head_dim**-0.5
         d = cfg.hidden_size
         self.q_proj = nn.Linear(d, self.n_q * self.head_dim, bias=True)
