@@ -177,10 +177,32 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., d)
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # fused kernel
+            return RMSNormFunction.apply(x, self.weight, self.eps)  # same math, faster backward
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)  # the cast order of transformers' Qwen2RMSNorm
+
+
+class RMSNormFunction(torch.autograd.Function):
+    """fp32 RMSNorm with its gradient written out, which takes about half the kernels of
+    autograd's composite backward. With ``xhat = x * rstd``, ``rstd = 1 / rms(x)``:
+    ``dx = rstd * (g - xhat * mean(g * xhat))`` where ``g = dy * weight``;
+    ``dweight = sum(dy * xhat)`` over all rows."""
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
+        xhat = x * rstd  # (..., d)
+        ctx.save_for_backward(xhat, rstd, weight)
+        return xhat * weight
+
+    @staticmethod
+    def backward(ctx, dy):
+        xhat, rstd, weight = ctx.saved_tensors
+        g = dy * weight
+        dx = (g - xhat * (g * xhat).mean(-1, keepdim=True)) * rstd
+        dweight = (dy * xhat).flatten(0, -2).sum(0) if ctx.needs_input_grad[1] else None
+        return dx, dweight, None
 
 
 class RotaryEmbedding(nn.Module):
@@ -252,12 +274,24 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.n_kv * self.head_dim, bias=True)
         self.o_proj = nn.Linear(self.n_q * self.head_dim, d, bias=False)
 
+    def project_qkv(self, x):  # (B, T, d) -> (B, T, (Hq + 2*Hkv) * D)
+        """q, k and v projections side by side. Plain ``nn.Linear`` layers are run as ONE
+        matmul on their concatenated weights (same numbers, fewer kernels); wrapped layers
+        (LoRA, quantised) are called as they are, so their extra computation is kept."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if all(type(p) is nn.Linear for p in projs):
+            weight = torch.cat([p.weight for p in projs])  # (Hq*D + 2*Hkv*D, d)
+            bias = torch.cat([p.bias for p in projs])
+            return F.linear(x, weight, bias)
+        return torch.cat([p(x) for p in projs], dim=-1)
+
     def forward(self, x, cos, sin, mask=None, doc_ids=None, cache=None):  # x (B, T, d)
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_q, self.head_dim).transpose(1, 2)  # (B, Hq, T, D)
-        k = self.k_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        Hq, Hkv = self.n_q, self.n_kv
+        qkv = self.project_qkv(x).view(B, T, Hq + 2 * Hkv, self.head_dim).transpose(1, 2)
+        # qkv: (B, Hq + 2*Hkv, T, D); rotate the q and k heads together (one RoPE, not two)
+        q, k = apply_rope(qkv[:, : Hq + Hkv], cos, sin).split([Hq, Hkv], dim=1)
+        v = qkv[:, Hq + Hkv :]  # (B, Hkv, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D), S = past + T
         backend = self.cfg.attn_implementation

@@ -311,3 +311,24 @@ def test_backends_agree_on_gpu(dtype):
         out.square().mean().backward()
     tokens = model.generate([[1, 2, 3], [4, 5]], 5)
     assert [len(t) for t in tokens] == [5, 5]
+
+
+def test_wrapped_projections_are_called_not_bypassed():
+    """q/k/v run as one fused matmul only when they are plain nn.Linear; a LoRA-wrapped
+    projection (peft) must still contribute: unmerged LoRA == merged weights != base."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(8)
+    cfg = QwenConfig.preset("smoke", vocab_size=64)
+    base = QwenForCausalLM(cfg).eval()
+    ids = torch.randint(0, 64, (2, 10))
+    with torch.no_grad():
+        ref = base(ids)
+    lora_cfg = peft.LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    lora = peft.get_peft_model(base, lora_cfg).eval()
+    with torch.no_grad():
+        with_lora = lora(input_ids=ids)
+        merged = lora.merge_and_unload()(ids)
+    assert (with_lora - ref).abs().max().item() > 1e-3
+    assert (with_lora - merged).abs().max().item() <= 1e-5
