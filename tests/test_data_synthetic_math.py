@@ -65,3 +65,14 @@ def test_math_documents_deterministic_and_counted():
     assert a == [d.text for d in math_documents(50, seed=3)]
     assert stats.kept == 50 and "Answer:" in a[0]
     assert run_in_process("print(6 * 7)") == ("42\n", "")
+
+
+def test_own_programs_replace_the_templates():
+    from qcoder_lib.data.synthetic import Program
+
+    progs = [Program("model", "def f():\n    return 1\n\nassert f() == 1\n"),
+             Program("model", "def f():\n    return 1\n\nassert f() == 2\n")]
+    rep = SyntheticReport()
+    docs = list(synthetic_documents(5, programs=iter(progs), report=rep))
+    assert [d.meta["template"] for d in docs] == ["model"]
+    assert dict(rep.rejected) == {"failed: AssertionError": 1}

@@ -111,6 +111,13 @@ class BuildReport:
         w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
         lines = ["  ".join(f"{k:>{w[k]}}" for k in keys)]
         lines += ["  ".join(f"{r[k]!s:>{w[k]}}" for k in keys) for r in rows]
+        skips = "; ".join(
+            f"{s}: " + ", ".join(f"{r} {n}" for r, n in self.sources[s].skipped.most_common())
+            for s in SOURCES
+            if self.sources[s].skipped
+        )
+        if skips:
+            lines.append(f"skipped by reason: {skips}")
         if self.mix:
             mix = ", ".join(
                 f"{r['group']} {r['achieved']:.1%} (target {r['target']:.0%})"
@@ -189,10 +196,12 @@ def build_corpus(
     code_roots=None,
     extra_sources: dict | None = None,
     index: NGramIndex | None = None,
+    show_summary: bool = True,
 ) -> BuildReport:
     """Build the corpus into ``out_dir`` (token shards; ``None``: count only) and return the
     report (``report.table()`` is the summary). ``extra_sources`` adds documents to a source's
-    stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads."""
+    stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads. The summary table
+    is printed at the end unless ``show_summary=False``."""
     cfg = config or profile_config()
     cfg.mix.seed = cfg.seed
     report = BuildReport()
@@ -203,6 +212,8 @@ def build_corpus(
     streams = group_streams(clean_streams(raw, cfg, report, index))
     report.mix = mix_sources(streams, out_dir, tokenizer=tokenizer, config=cfg.mix)
     report.seconds = time.perf_counter() - t0
+    if show_summary:
+        print(report.table())
     return report
 
 

@@ -418,19 +418,28 @@ def strip_code(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+_TRIPLE_QUOTED = re.compile(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', re.S)
+
+
 def docstring_prose(source_text: str, *, min_chars: int = 80) -> str:
     """The docstrings of a Python module (module, classes, functions) joined as prose, with
     doctest examples removed; empty when the module does not parse."""
+    quoted = sum(m.end() - m.start() - 6 for m in _TRIPLE_QUOTED.finditer(source_text))
+    if quoted < min_chars:  # cheap pre-check: no docstring can be long enough, skip parsing
+        return ""
     try:
         tree = ast.parse(source_text)
     except (SyntaxError, ValueError):
         return ""
     parts = []
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            doc = ast.get_docstring(node)
-            if doc and len(doc) >= min_chars:
-                parts.append(strip_code(doc))
+    defs = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    stack = [tree]  # only statements that can hold a docstring are visited, not expressions
+    while stack:
+        node = stack.pop(0)
+        doc = ast.get_docstring(node)
+        if doc and len(doc) >= min_chars:
+            parts.append(strip_code(doc))
+        stack.extend(n for n in node.body if isinstance(n, defs))
     return "\n\n".join(p for p in parts if p)
 
 

@@ -12,10 +12,11 @@ status and exception type) and by planted bug, including bugs the tests did not 
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from qcoder_lib.data.sources import Document, SourceStats
@@ -282,14 +283,20 @@ def synthetic_documents(
     workers: int | None = None,
     report: SyntheticReport | None = None,
     stats: SourceStats | None = None,
+    programs: Iterable[Program] | None = None,
 ) -> Iterator[Document]:
     """Generate ``n`` programs, run each in :mod:`qcoder_lib.sandbox`, and yield those that pass
-    as documents (``source="synthetic"``); rejections are counted in ``report``."""
+    as documents (``source="synthetic"``); rejections are counted in ``report``. ``programs``
+    replaces the templates with your own (e.g. sampled from a trained model: code plus asserts
+    in :class:`Program` objects; at most ``n`` are run)."""
     from qcoder_lib.sandbox import run_many
 
     report = report if report is not None else SyntheticReport()
     stats = stats if stats is not None else SourceStats()
-    progs = generate_programs(n, seed, bug_rate=bug_rate)
+    if programs is not None:
+        progs = list(itertools.islice(programs, n))
+    else:
+        progs = generate_programs(n, seed, bug_rate=bug_rate)
     for s in range(0, len(progs), batch):
         chunk = progs[s : s + batch]
         results = run_many(
