@@ -130,3 +130,23 @@ def test_group_streams_and_sequences(tmp_path):
     )
     ids, p = next(TokenShards(tmp_path / "q").sequences(128, seed=0))
     assert ids.shape == p.shape == (129,)
+
+
+def test_course_tokenizer_encodes_special_strings_in_data_as_text(tmp_path):
+    from qcoder_lib.tokenizer import course_tokenizer
+
+    tok = course_tokenizer("smoke")
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    doc = Document(
+        's = "<|endoftext|>"  # a file that mentions the token\n', "code", "a.py", "r", "python"
+    )
+    rep = mix_sources(
+        {"code": iter([doc])},
+        tmp_path / "t",
+        tokenizer=tok,
+        config=MixConfig(weights={"code": 1.0}),
+    )
+    ids = TokenShards(tmp_path / "t").document_ids(next(TokenShards(tmp_path / "t").spans()))
+    assert ids[-1] == eot and (ids[:-1] != eot).all()
+    assert tok.decode(ids[:-1].tolist()) == doc.text
+    assert "/" not in rep.tokenizer  # a name, never an absolute path
