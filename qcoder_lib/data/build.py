@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder_lib.data.decontam import DecontamReport, NGramIndex, decontaminate, default_eval_items
-from qcoder_lib.data.dedup import DedupReport, ExactDedup, NearDedup
+from qcoder_lib.data.dedup import DedupReport, ExactDedup, NearDedup, dedup_documents
 from qcoder_lib.data.filters import FilterConfig, FilterReport, filter_documents
 from qcoder_lib.data.math_problems import math_documents
 from qcoder_lib.data.mix import MixConfig, MixReport, group_streams, mix_sources
 from qcoder_lib.data.sources import (
-    Document,
     SourceStats,
     code_documents,
     docs_documents,
@@ -129,24 +128,6 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _dedup_stage(
-    docs: Iterable[Document], exact: ExactDedup, near: NearDedup | None, report: DedupReport
-) -> Iterator[Document]:
-    for d in docs:
-        report.seen += 1
-        first = exact.is_duplicate(d)
-        if first is not None:
-            report.note("exact", d, first)
-            continue
-        if near is not None:
-            other = near.is_duplicate(d)
-            if other is not None:
-                report.note("near", d, other.rsplit("#", 1)[0])
-                continue
-        report.kept += 1
-        yield d
-
-
 def source_streams(cfg: BuildConfig, report: BuildReport, code_roots=None) -> dict:
     """The five raw sources for ``cfg`` (lazy), counting into ``report.sources``."""
     st = report.sources
@@ -183,7 +164,13 @@ def clean_streams(
     out = {}
     for src, docs in raw.items():
         s = filter_documents(docs, cfg.filters, report.filters)
-        s = _dedup_stage(s, exact, near if src in cfg.near_dedup_sources else None, report.dedup)
+        s = dedup_documents(
+            s,
+            near=src in cfg.near_dedup_sources,
+            report=report.dedup,
+            exact_index=exact,
+            near_index=near,
+        )
         out[src] = decontaminate(s, index, report.decontam)
     return out
 

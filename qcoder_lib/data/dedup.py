@@ -115,12 +115,20 @@ def dedup_documents(
     threshold: float = 0.7,
     num_perm: int = 128,
     report: DedupReport | None = None,
+    exact_index: ExactDedup | None = None,
+    near_index: NearDedup | None = None,
 ) -> Iterator[Document]:
     """Yield each document unless it is an exact (or, with ``near``, a near) duplicate of an
-    earlier one; removals are counted in ``report``. Streaming: only hashes are kept."""
+    earlier one; removals are counted in ``report``. Streaming: only hashes are kept.
+
+    Pass ``exact_index`` / ``near_index`` to share what has been seen across several streams
+    (the corpus build does, so that a file is a duplicate whichever source it came from).
+    """
     report = report if report is not None else DedupReport()
-    exact = ExactDedup()
-    nd = NearDedup(threshold=threshold, num_perm=num_perm) if near else None
+    exact = exact_index if exact_index is not None else ExactDedup()
+    nd = None
+    if near:
+        nd = near_index if near_index is not None else NearDedup(threshold=threshold, num_perm=num_perm)
     for d in docs:
         report.seen += 1
         first = exact.is_duplicate(d)
