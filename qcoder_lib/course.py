@@ -216,7 +216,7 @@ def refresh_notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m qcoder_lib.course run|refresh [...]``."""
-    from qcoder_lib.runtime import get_profile
+    from qcoder_lib.runtime import PROFILES, get_profile
 
     p = argparse.ArgumentParser(prog="qcoder-course", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -227,13 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("only", nargs="*", help="notebook numbers or name prefixes, e.g. 00 03")
     f = sub.add_parser("refresh", help="re-execute committed notebooks in place (smoke)")
     f.add_argument("only", nargs="*", help="notebook numbers or name prefixes")
+    for sp in (r, f):
+        sp.add_argument("--notebooks", default=str(NOTEBOOKS), help="folder of NN_*.ipynb")
     args = p.parse_args(argv)
     if args.cmd == "run":
-        if args.profile:
-            os.environ["QCODER_PROFILE"] = args.profile
-        profile = get_profile()
-        return run_course(profile, Path(args.out), args.only or None, args.resume)
-    return refresh_notebooks(args.only or None)
+        profile = args.profile or get_profile()
+        if profile not in PROFILES:
+            p.error(f"--profile {profile!r} is not one of {', '.join(PROFILES)}")
+        return run_course(
+            profile, Path(args.out), args.only or None, args.resume, Path(args.notebooks)
+        )
+    return refresh_notebooks(args.only or None, Path(args.notebooks))
 
 
 if __name__ == "__main__":

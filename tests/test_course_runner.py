@@ -96,3 +96,25 @@ def test_write_report_lists_every_notebook(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| 00_a.ipynb | ok | 1.2 | `00/x` = 0.5 s |" in text
     assert "## 01_b.ipynb failed" in text and "code cell 3: boom" in text
+
+
+def test_refresh_notebooks_executes_in_place_on_smoke_and_stops_at_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("QCODER_PROFILE", "cpu")  # refresh must use smoke whatever is set
+    _write_nb(tmp_path / "00_a.ipynb", ["from qcoder_lib import get_profile\nprint(get_profile())"])
+    _write_nb(tmp_path / "01_b.ipynb", ["raise KeyError('nope')"])
+    _write_nb(tmp_path / "02_c.ipynb", ["print('after')"])
+    assert course.refresh_notebooks(folder=tmp_path) == 1
+    assert nbformat.read(tmp_path / "00_a.ipynb", as_version=4).cells[0].outputs[0]["text"] == "smoke\n"
+    assert not nbformat.read(tmp_path / "02_c.ipynb", as_version=4).cells[0].outputs
+    assert course.refresh_notebooks(["02"], folder=tmp_path) == 0
+    assert nbformat.read(tmp_path / "02_c.ipynb", as_version=4).cells[0].outputs[0]["text"] == "after\n"
+
+
+def test_main_runs_the_course_from_the_command_line(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _write_nb(nbs / "00_a.ipynb", ["print(1)"])
+    out = tmp_path / "out"
+    args = ["run", "--profile", "smoke", "--out", str(out), "--notebooks", str(nbs)]
+    assert course.main(args) == 0
+    assert "| 00_a.ipynb | ok |" in (out / "report.md").read_text()
