@@ -37,6 +37,9 @@ class KVCache:
         self.length = 0  # positions filled so far
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store ``k, v (B, Hkv, T, D)`` of ``layer`` after the ``length`` positions held; return
+        that layer's keys and values so far, ``(B, Hkv, length + T, D)`` each (views, no copy).
+        Raises ``ValueError`` when ``length + T`` exceeds ``max_len``."""
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KVCache is full: {end} positions needed, max_len={self.max_len}")
@@ -45,6 +48,7 @@ class KVCache:
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def advance(self, n: int) -> None:
+        """Count ``n`` more positions as held (once per forward pass, after every layer)."""
         self.length += n
 
 

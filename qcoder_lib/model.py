@@ -131,6 +131,8 @@ def _course_tokens(profile: str) -> int | None:
 
 
 class ParamCount(NamedTuple):
+    """Parameter counts of a model: every distinct parameter, and those outside the embedding."""
+
     total: int  # every distinct parameter
     non_embedding: int  # without embedding rows (and lm_head when untied)
 
@@ -176,6 +178,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., d)
+        """Normalise ``x (..., d)`` over its last dim; same shape and dtype out."""
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
             return RMSNormFunction.apply(x, self.weight, self.eps)  # same math, faster backward
         h = x.float()
@@ -191,6 +194,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, eps):
+        """``x (..., d)`` fp32, ``weight (d,)`` -> ``xhat * weight (..., d)``; saves xhat, rstd."""
         rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)  # (..., 1)
         xhat = x * rstd  # (..., d)
         ctx.save_for_backward(xhat, rstd, weight)
@@ -198,6 +202,7 @@ class RMSNormFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        """``dy (..., d)`` -> ``(dx (..., d), dweight (d,) or None, None)`` (eps gets none)."""
         xhat, rstd, weight = ctx.saved_tensors
         g = dy * weight
         dx = (g - xhat * (g * xhat).mean(-1, keepdim=True)) * rstd
@@ -215,6 +220,7 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
 
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype):  # (B, T)
+        """``(cos, sin)``, each ``(B, T, D)`` in ``dtype``, for ``position_ids (B, T)``."""
         freqs = position_ids[..., None].float() * self.inv_freq.float()  # (B, T, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, T, D): half-split layout
         return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -286,6 +292,9 @@ class Attention(nn.Module):
         return torch.cat([p(x) for p in projs], dim=-1)
 
     def forward(self, x, cos, sin, mask=None, doc_ids=None, cache=None):  # x (B, T, d)
+        """Attention output ``(B, T, d)`` for ``x (B, T, d)``. ``cos/sin (B|1, T, D)``;
+        ``mask (B|1, 1, T, S)`` bool, True = may attend (None = plain causal); ``doc_ids (B|1, T)``
+        packed-document ids (used by the triton backend); ``cache`` a ``KVCache``, updated."""
         B, T, _ = x.shape
         Hq, Hkv = self.n_q, self.n_kv
         qkv = self.project_qkv(x).view(B, T, Hq + 2 * Hkv, self.head_dim).transpose(1, 2)
@@ -342,6 +351,7 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(f, d, bias=False)
 
     def forward(self, x):  # (B, T, d)
+        """``x (B, T, d)`` -> ``(B, T, d)`` through the hidden width ``f``."""
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -356,6 +366,8 @@ class DecoderLayer(nn.Module):
         self.mlp = SwiGLU(cfg.hidden_size, cfg.intermediate_size)
 
     def forward(self, x, cos, sin, mask=None, doc_ids=None, cache=None):  # (B, T, d)
+        """The residual stream ``x (B, T, d)`` after this block; other arguments as in
+        :meth:`Attention.forward`."""
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, doc_ids, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 

@@ -13,12 +13,16 @@ from hypothesis import strategies as st
 from qcoder_lib.fim import (
     FIM_STOP_TOKENS,
     FIMConfig,
+    FIMSample,
     FIMStats,
+    RepoSample,
     apply_fim,
     build_ids,
+    choose_span,
     fim_documents,
     fim_prompt_ids,
     fim_token_ids,
+    grapheme_boundaries,
     order_context_files,
     random_split,
     render_html,
@@ -287,3 +291,74 @@ def test_fim_documents_streams_and_repeats_with_a_seed(tok):
                   if isinstance(d, str) and split_fim_ids(ids, tok)[0] != "plain")
     assert stats.fallback == ({"no_language": str_fim} if str_fim else {})
     assert stats.syntax == stats.fim - str_fim
+
+
+def test_grapheme_boundaries_keep_marks_emoji_sequences_and_crlf_whole():
+    # e + combining acute, a family emoji (man ZWJ woman ZWJ girl), a flag (two regional
+    # indicators), CRLF, a skin-tone modifier: each is one cut-free unit
+    e_acute, flag, thumbs = "e\u0301", "\U0001F1EB\U0001F1F7", "\U0001F44D\U0001F3FD"
+    family = "\U0001F468\u200D\U0001F469\u200D\U0001F467"
+    units = ["a", e_acute, family, "b", flag, "\r\n", thumbs, "z"]
+    text = "".join(units)
+    expected = [0]
+    for u in units:
+        expected.append(expected[-1] + len(u))
+    assert grapheme_boundaries(text) == expected
+    assert grapheme_boundaries("") == [0]
+    assert grapheme_boundaries("abc") == [0, 1, 2, 3]
+
+
+def test_choose_span_random_and_syntax():
+    text = EXAMPLE_CODE["python"]
+    bounds = set(grapheme_boundaries(text))
+    rng = random.Random(0)
+    for _ in range(50):
+        i, j, how = choose_span(text, rng, FIMConfig(span="random"))
+        assert how == "random" and i <= j and {i, j} <= bounds
+    cfg = FIMConfig(span="syntax")
+    from qcoder_lib.syntax_spans import get_parser
+
+    seen = set()
+    for seed in range(30):
+        i, j, how = choose_span(text, random.Random(seed), cfg, path="pkg/geo.py")
+        # the middle is a whole node of the claimed type, checked on a fresh parse of the file
+        tree = get_parser("python").parse(text.encode("utf-8"))
+        b0, b1 = len(text[:i].encode("utf-8")), len(text[:j].encode("utf-8"))
+        node = tree.root_node.descendant_for_byte_range(b0, b1)
+        types = set()
+        while node is not None and (node.start_byte, node.end_byte) == (b0, b1):
+            types.add(node.type)
+            node = node.parent
+        assert how in types, (how, text[i:j])
+        seen.add(how)
+    assert len(seen) >= 4  # several node types get drawn
+    # language given directly; no language, or a file that does not parse: random, with reason
+    assert choose_span(text, random.Random(1), cfg, language="python")[2] != "random"
+    assert choose_span(text, random.Random(1), cfg)[2] == "random (fallback: no_language)"
+    i, j, how = choose_span("def f(:\n", random.Random(1), cfg, path="a.py")
+    assert how == "random (fallback: parse_error)" and 0 <= i <= j <= 8
+
+
+def test_fim_sample_fields_and_text(tok):
+    for fim_rate, mode in ((1.0, "psm"), (0.0, "plain")):
+        s = apply_fim("x = 1\ny = 2\n", tok, random.Random(2), FIMConfig(fim_rate, spm_rate=0.0))
+        assert isinstance(s, FIMSample) and s.mode == mode
+        assert s.text == "x = 1\ny = 2\n" == s.prefix + s.middle + s.suffix
+        assert s.input_ids == build_ids(tok, mode, s.prefix, s.middle, s.suffix)
+        assert s.span == ("random" if mode == "psm" else "")
+    hand = FIMSample([], "psm", "a", "b", "c", "random")
+    assert hand.text == "abc"
+
+
+def test_repo_sample_fields(tok):
+    files = [("src/a.py", "def a():\n    return 1\n"), ("src/b.py", "B = 2\n"),
+             ("README.md", "# r\n")]
+    r = repo_fim(files, "me/r", tok, random.Random(0), FIMConfig(fim_rate=1.0), target=0)
+    assert isinstance(r, RepoSample) and isinstance(r.target, FIMSample)
+    assert r.repo == "me/r" and r.target_path == "src/a.py" and r.target.text == files[0][1]
+    assert r.files == [("README.md", "# r\n"), ("src/b.py", "B = 2\n")]  # nearest last
+    assert r.dropped == [] and r.truncated_chars == 0
+    # the target's own sample is the tail of the repo sample, after its <|file_sep|> and path
+    path_ids = tok.encode("src/a.py\n", add_special_tokens=False)
+    head = [fim_token_ids(tok)["<|file_sep|>"], *path_ids]
+    assert r.input_ids[-len(r.target.input_ids) - len(head):] == head + r.target.input_ids

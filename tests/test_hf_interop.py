@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 from qcoder_lib.hf_interop import (
     from_hf,
     from_hf_config,
+    load_hf_weights,
     to_hf,
     to_hf_config,
     to_hf_model,
@@ -163,3 +164,32 @@ def test_sharded_checkpoint_and_unknown_source(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="not a local folder"):
         from_hf("no-such-org/no-such-model")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_load_hf_weights_copies_every_tensor_and_names_errors(tied):
+    """A transformers state dict (with a tied lm_head entry and an old rotary buffer, which are
+    skipped) lands in a fresh model tensor by tensor; errors name the tensor and the source."""
+    torch.manual_seed(3)
+    hf = to_hf_model(tiny(tied))
+    state = dict(hf.state_dict())
+    state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(4)  # ignored suffix
+    hf_cfg = from_hf_config(hf.config)
+    fresh = QwenForCausalLM(hf_cfg)
+    assert load_hf_weights(fresh, state, "ckpt") is fresh
+    ours = dict(fresh.named_parameters(remove_duplicate=False))
+    for name, hf_name in weight_name_map(hf_cfg).items():
+        assert torch.equal(ours[name], state[hf_name]), name
+    assert (fresh.lm_head.weight is fresh.model.embed_tokens.weight) == tied
+    ids = torch.randint(0, 70, (1, 6))
+    with torch.no_grad():
+        assert (fresh(ids) - hf(ids).logits).abs().max().item() <= TOL
+    bad = {k: v for k, v in state.items() if k != "model.norm.weight"}
+    with pytest.raises(KeyError, match=r"missing tensor 'model\.norm\.weight' in ckpt"):
+        load_hf_weights(QwenForCausalLM(hf_cfg), bad, "ckpt")
+    bad = {**state, "model.extra.weight": torch.zeros(1)}
+    with pytest.raises(KeyError, match=r"unexpected.*model\.extra\.weight"):
+        load_hf_weights(QwenForCausalLM(hf_cfg), bad, "ckpt")
+    bad = {**state, "model.norm.weight": torch.ones(31)}
+    with pytest.raises(ValueError, match=r"model\.norm\.weight.*\(31,\), expected \(32,\)"):
+        load_hf_weights(QwenForCausalLM(hf_cfg), bad)

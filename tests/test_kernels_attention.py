@@ -235,3 +235,26 @@ def test_gpu_half_precision_error_at_most_twice_eager(dtype, causal, packed, D):
 def test_gpu_fp32_matches_reference_at_longer_length():
     q, k, v = _qkv(1, 8, 2, 1031, 128, seed=9)
     _check_all(_fwd_bwd(flash_attention, q, k, v), _fwd_bwd(attention_reference, q, k, v), 2e-4)
+
+
+def test_attention_flops_counts_the_two_matmuls():
+    """attention_flops against torch's FlopCounterMode on the eager reference (non-causal: the
+    full T x T score matrix): forward = QK^T + PV; backward as FlashAttention does it = autograd's
+    four matmuls (dQ, dK, dP, dV) + recomputing QK^T. Causal counts half of each."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from qcoder_lib.kernels.attention import attention_flops
+
+    B, H, T, D = 2, 3, 11, 16
+    q, k, v = (x.detach().cpu().requires_grad_(True) for x in _qkv(B, H, H, T, D, seed=11))
+    with FlopCounterMode(display=False) as fwd_counter:
+        o = attention_reference(q, k, v, causal=False)
+    with FlopCounterMode(display=False) as bwd_counter:
+        o.sum().backward()
+    fwd = fwd_counter.get_total_flops()
+    recompute = 2 * B * H * T * T * D  # one (T x D) @ (D x T) matmul per head
+    total = fwd + bwd_counter.get_total_flops() + recompute
+    assert attention_flops(B, H, T, D, causal=False) == fwd
+    assert attention_flops(B, H, T, D, causal=False, backward=True) == total
+    assert attention_flops(B, H, T, D, causal=True) == fwd / 2
+    assert attention_flops(B, H, T, D, causal=True, backward=True) == total / 2

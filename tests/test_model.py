@@ -332,3 +332,187 @@ def test_wrapped_projections_are_called_not_bypassed():
         merged = lora.merge_and_unload()(ids)
     assert (with_lora - ref).abs().max().item() > 1e-3
     assert (with_lora - merged).abs().max().item() <= 1e-5
+
+
+# ------------------------------------------------------------------ the building blocks, one by one
+
+
+def _hf_block_config(name="gqa_tied"):
+    cfg = hf_config(name)
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def _randomise(module, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in module.named_parameters():
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in n else 0.08 * torch.randn_like(p))
+    return module
+
+
+def test_param_count_fields_match_the_parameters_held():
+    """ParamCount.total counts every distinct tensor; non_embedding leaves out embed_tokens
+    (and an untied lm_head), counted here from named_parameters, not from the formula."""
+    from qcoder_lib.model import ParamCount
+
+    for tied in (True, False):
+        cfg = QwenConfig.preset("smoke", vocab_size=96, tie_word_embeddings=tied)
+        model = QwenForCausalLM(cfg)
+        n = model.num_params()
+        assert isinstance(n, ParamCount) and isinstance(cfg.num_params(), ParamCount)
+        sizes = {name: p.numel() for name, p in model.named_parameters()}  # tied: counted once
+        embedding = sizes["model.embed_tokens.weight"] + sizes.get("lm_head.weight", 0)
+        assert n.total == sum(sizes.values()) and n.non_embedding == n.total - embedding
+        assert n == (n.total, n.non_embedding)  # a tuple: (total, non_embedding)
+
+
+def test_rmsnorm_function_gradients_match_numerical_and_autograd():
+    """The hand-written backward of RMSNormFunction, in float64: gradcheck (finite differences)
+    and equality with autograd through the plain formula (tolerance 1e-10)."""
+    from qcoder_lib.model import RMSNormFunction
+
+    torch.manual_seed(9)
+    x = (3 * torch.randn(2, 3, 7, dtype=torch.float64)).requires_grad_(True)
+    w = (1 + 0.3 * torch.randn(7, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, w: RMSNormFunction.apply(x, w, 1e-6), (x, w))
+    dy = torch.randn(2, 3, 7, dtype=torch.float64)
+    ref_out = w * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    out = RMSNormFunction.apply(x, w, 1e-6)
+    ref = torch.autograd.grad(ref_out, (x, w), dy)
+    got = torch.autograd.grad(out, (x, w), dy)
+    assert (out - ref_out).abs().max().item() <= 1e-12
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max().item() <= 1e-10
+    # weight without gradient: no dweight is computed (None), dx unchanged
+    out = RMSNormFunction.apply(x, w.detach(), 1e-6)
+    (dx,) = torch.autograd.grad(out, (x,), dy)
+    assert (dx - ref[0]).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_eager_attention_matches_torch_sdpa(groups):
+    """eager_attention (GQA by repeating K/V, softmax in fp32) against torch SDPA: plain causal
+    (mask=None), a packed-document mask, and 2 new queries after 5 cached keys; fp32, 1e-6."""
+    import torch.nn.functional as F
+
+    from qcoder_lib.model import eager_attention
+
+    torch.manual_seed(10)
+    B, Hkv, T, D = 2, 2, 9, 8
+    q = torch.randn(B, Hkv * groups, T, D)
+    k, v = torch.randn(B, Hkv, T, D), torch.randn(B, Hkv, T, D)
+    scale = D**-0.5
+    gqa = groups > 1
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
+    assert (eager_attention(q, k, v, None, scale) - ref).abs().max().item() <= 1e-6
+    doc = torch.tensor([[0] * 4 + [1] * 5, [0] * 2 + [1] * 7])
+    mask = build_attention_mask(T, T, "cpu", doc_ids=doc)  # (B, 1, T, T)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=gqa)
+    assert (eager_attention(q, k, v, mask, scale) - ref).abs().max().item() <= 1e-6
+    q_new = q[:, :, -2:]  # decoding: 2 queries at the end of 7 keys
+    mask = build_attention_mask(2, 7, "cpu")
+    ref = F.scaled_dot_product_attention(
+        q_new, k[:, :, :7], v[:, :, :7], attn_mask=mask, scale=scale, enable_gqa=gqa
+    )
+    got = eager_attention(q_new, k[:, :, :7], v[:, :, :7], None, scale)  # None: causal, aligned
+    assert (got - ref).abs().max().item() <= 1e-6
+
+
+def test_swiglu_matches_transformers_qwen2_mlp():
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2MLP
+
+    from qcoder_lib.model import SwiGLU
+
+    hcfg = _hf_block_config()
+    theirs = _randomise(Qwen2MLP(hcfg), 11)
+    ours = SwiGLU(hcfg.hidden_size, hcfg.intermediate_size)
+    ours.load_state_dict(theirs.state_dict())  # strict: same names and shapes
+    x = torch.randn(2, 5, hcfg.hidden_size)
+    with torch.no_grad():
+        assert (ours(x) - theirs(x)).abs().max().item() <= TOL
+
+
+def _hf_rope_and_mask(hcfg, B, T):
+    """transformers' cos/sin and its additive causal mask (its eager attention needs one)."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+
+    x = torch.zeros(B, T, hcfg.hidden_size)
+    pos = torch.arange(T).expand(B, T)
+    cos, sin = Qwen2RotaryEmbedding(hcfg)(x, pos)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    additive = torch.zeros(T, T).masked_fill(~causal, torch.finfo(torch.float32).min)
+    return (cos, sin), additive.expand(B, 1, T, T), pos
+
+
+@pytest.mark.parametrize("name", ["gqa_tied", "head_dim_12"])
+def test_attention_matches_transformers_qwen2_attention(name):
+    """Attention (fused QKV projection, RoPE, GQA) against Qwen2Attention with the same
+    weights, on each backend of ours; max |diff| <= 1e-5, gradients w.r.t. the input too."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
+
+    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model import Attention, RotaryEmbedding
+
+    hcfg = _hf_block_config(name)
+    theirs = _randomise(Qwen2Attention(hcfg, layer_idx=0), 12)
+    cfg = from_hf_config(hcfg, attn_implementation="eager")
+    ours = Attention(cfg, layer_idx=0)
+    ours.load_state_dict(theirs.state_dict())
+    B, T = 2, 7
+    (hcos, hsin), hmask, pos = _hf_rope_and_mask(hcfg, B, T)
+    x = torch.randn(B, T, hcfg.hidden_size, requires_grad=True)
+    ref = theirs(x, (hcos, hsin), hmask)[0]
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    cos, sin = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)(pos, x.dtype)
+    for backend in ("eager", "sdpa"):
+        ours.cfg = cfg.with_(attn_implementation=backend)
+        out = ours(x, cos, sin)
+        (g,) = torch.autograd.grad(out.square().sum(), x)
+        assert (out - ref).abs().max().item() <= TOL, backend
+        assert (g - g_ref).abs().max().item() <= TOL * max(1.0, g_ref.abs().max().item()), backend
+
+
+def test_decoder_layer_matches_transformers_qwen2_decoder_layer():
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
+    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model import DecoderLayer, RotaryEmbedding
+
+    hcfg = _hf_block_config("mqa_tied")
+    theirs = _randomise(Qwen2DecoderLayer(hcfg, layer_idx=0), 13)
+    cfg = from_hf_config(hcfg, attn_implementation="eager")
+    ours = DecoderLayer(cfg, layer_idx=0)
+    ours.load_state_dict(theirs.state_dict())
+    B, T = 2, 6
+    (hcos, hsin), hmask, pos = _hf_rope_and_mask(hcfg, B, T)
+    x = torch.randn(B, T, hcfg.hidden_size)
+    cos, sin = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)(pos, x.dtype)
+    with torch.no_grad():
+        ref = theirs(x, attention_mask=hmask, position_embeddings=(hcos, hsin))
+        err = (ours(x, cos, sin) - ref).abs().max().item()
+    assert err <= TOL, f"block: max |diff| {err:.2e}"
+
+
+def test_qwen_body_is_transformers_qwen2_model():
+    """QwenBody holds exactly Qwen2Model's tensors (names and shapes: a strict state-dict load
+    works) and, run block by block, gives its last hidden state."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
+
+    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model import QwenBody
+
+    hcfg = _hf_block_config("odd_sizes")
+    theirs = _randomise(Qwen2Model(hcfg), 14).eval()
+    cfg = from_hf_config(hcfg, attn_implementation="sdpa")
+    body = QwenBody(cfg)
+    body.load_state_dict(theirs.state_dict())  # strict
+    ids = torch.randint(0, cfg.vocab_size, (2, 8))
+    with torch.no_grad():
+        x = body.embed_tokens(ids)
+        cos, sin = body.rotary_emb(torch.arange(8)[None], x.dtype)
+        for layer in body.layers:
+            x = layer(x, cos, sin)
+        ours = body.norm(x)
+        ref = theirs(ids, use_cache=False).last_hidden_state
+    assert (ours - ref).abs().max().item() <= TOL

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qcoder_lib.packing import document_mask, pack_sequences, unpack
+from qcoder_lib.packing import PackedBatch, document_mask, pack_sequences, unpack
 
 EOS = 999
 samples_st = st.lists(st.lists(st.integers(0, 500), max_size=40), max_size=25)
@@ -144,3 +144,27 @@ def test_bad_arguments():
         pack_sequences([[1]], 0)
     with pytest.raises(ValueError, match="strategy"):
         pack_sequences([[1]], 4, strategy="greedy")
+
+
+def test_packed_batch_built_by_hand_labels_and_utilisation():
+    """PackedBatch's own rules on a batch written by hand (not by a packer): a label exists only
+    where the next token continues the same piece (same document, position + 1, not padding);
+    utilisation is real tokens over slots, 0.0 for an empty batch."""
+    ids = torch.tensor([[10, 11, 12, 20, 21], [22, 23, 30, 0, 0]])
+    pos = torch.tensor([[0, 1, 2, 0, 1], [0, 1, 0, 0, 1]])  # document 2 is cut between rows
+    doc = torch.tensor([[0, 0, 0, 2, 2], [2, 2, 3, -1, -1]])
+    b = PackedBatch(ids, pos, doc, n_tokens=8)
+    want = []
+    for r in range(2):
+        row = []
+        for t in range(5):
+            ok = (t + 1 < 5 and doc[r, t] >= 0 and doc[r, t + 1] == doc[r, t]
+                  and pos[r, t + 1] == pos[r, t] + 1)
+            row.append(int(ids[r, t + 1]) if ok else -1)
+        want.append(row)
+    assert b.labels(ignore_index=-1).tolist() == want
+    assert want == [[11, 12, -1, 21, -1], [23, -1, -1, -1, -1]]  # as read off the rows above
+    assert b.utilisation == 8 / 10 and b.strategy == "concat" and b.pieces == []
+    empty = PackedBatch(torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4, dtype=torch.long),
+                        torch.zeros(0, 4, dtype=torch.long))
+    assert empty.utilisation == 0.0 and empty.labels().shape == (0, 4)

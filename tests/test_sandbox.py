@@ -15,6 +15,7 @@ from qcoder_lib.sandbox import (
     LAYER_DESCRIPTIONS,
     STATUSES,
     ExecResult,
+    SandboxError,
     check_program,
     humaneval_program,
     run_code,
@@ -359,3 +360,12 @@ def test_non_root_caller_gets_namespaces_through_a_user_namespace():
 def test_file_names_must_be_plain():
     with pytest.raises(ValueError, match="etc/passwd"):
         run_code("print(1)", files={"../etc/passwd": "x"})
+
+
+def test_sandbox_error_when_the_sandbox_itself_cannot_set_up():
+    """max_open_files=3 leaves the sandbox no room for its own pipes (it moves them to fd >= 10
+    before exec): that is the sandbox failing, not the program, so SandboxError, not a status."""
+    with pytest.raises(SandboxError, match="program setup"):
+        run_code("print('never runs')", max_open_files=3)
+    assert issubclass(SandboxError, RuntimeError)
+    assert run_code("print(1)", max_open_files=16).status == "passed"  # room enough: runs

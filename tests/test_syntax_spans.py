@@ -123,3 +123,36 @@ def test_language_for_path():
     assert language_for_path("SRC/Main.JAVA") == "java"
     assert language_for_path("a/b.rs") == "rust" and language_for_path("x.hpp") == "cpp"
     assert language_for_path("README") is None and language_for_path("notes.txt") is None
+
+
+def test_syntax_span_offsets_are_characters_not_bytes():
+    """SyntaxSpan.start/end index the str (tree-sitter reports UTF-8 bytes): with multi-byte
+    characters before a node, text[start:end] is still exactly the node's text."""
+    from qcoder_lib.syntax_spans import SyntaxSpan
+
+    text = "é_ü = 1\nif é_ü:\n    print('中文', f(é_ü))\n"
+    spans, reason = candidate_nodes(text, "python")
+    assert reason == "ok" and all(isinstance(s, SyntaxSpan) for s in spans)
+    by_text = {(text[s.start : s.end], s.node_type): s for s in spans}
+    call = by_text[("f(é_ü)", "call")]
+    assert (call.start, call.end) == (text.index("f(é_ü)"), text.index("f(é_ü)") + 6)
+    assert call.category == "expression"
+    stmt = by_text[("print('中文', f(é_ü))", "expression_statement")]
+    assert stmt.indent == "    " and stmt.category == "statement"
+    assert ("if é_ü:\n    print('中文', f(é_ü))", "if_statement") in by_text
+    with pytest.raises(AttributeError):  # frozen: a span is a value
+        call.start = 0
+
+
+def test_get_parser_is_cached_and_names_unknown_languages():
+    from qcoder_lib.syntax_spans import get_parser
+
+    for lang in LANGS:
+        parser = get_parser(lang)
+        assert parser is get_parser(lang)  # one parser per language
+        tree = parser.parse(EXAMPLE_CODE[lang].encode("utf-8"))
+        assert not tree.root_node.has_error and tree.root_node.child_count > 0
+    assert get_parser("python").parse(b"def f(:\n").root_node.has_error
+    assert get_parser("java").parse(b"def f(x):\n    return x\n").root_node.has_error
+    with pytest.raises(ValueError, match="'cobol'"):
+        get_parser("cobol")

@@ -349,6 +349,16 @@ def test_lone_surrogate_raises_with_position(tok, before, sur, after):
         T.encode_data(tok, text)
 
 
+def test_check_encodable_names_what_and_where():
+    T.check_encodable("")  # valid strings pass silently, astral characters included
+    T.check_encodable("plain ascii, é, 中文, \U0001F600")
+    with pytest.raises(ValueError, match=r"^source\.py holds a lone surrogate '\\udc80' at "
+                                         r"position 3;"):
+        T.check_encodable("ab\U0001F600\udc80cd\ud800", what="source.py")  # the first one
+    with pytest.raises(ValueError, match=r"^text holds .*'\\ud800' at position 0"):
+        T.check_encodable("\ud800")
+
+
 # ------------------------------------------------------------------ corpus and course tokenizer
 
 

@@ -122,7 +122,7 @@ def _configs(kind: str, fixed: bool = False):
     return [C({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in shapes]
 
 
-def autotune_enabled() -> bool:
+def _autotune_enabled() -> bool:
     """Autotune on GPU unless ``QCODER_TRITON_AUTOTUNE=0`` (read at every call; the GPU tests
     set it to skip minutes of tuning across their many shapes). Never under the interpreter."""
     return not INTERPRETER and os.environ.get("QCODER_TRITON_AUTOTUNE", "1") != "0"
@@ -460,7 +460,7 @@ _ATTN_BWD_DQ = _tuned(_attn_bwd_dq_kernel, "dq")
 
 
 def _pick(pair):
-    return pair[0] if autotune_enabled() else pair[1]
+    return pair[0] if _autotune_enabled() else pair[1]
 
 
 # ----------------------------------------------------------------------------- autograd
@@ -548,11 +548,13 @@ def _doc_table(doc_ids: torch.Tensor) -> torch.Tensor:
     return torch.stack([d, start, end], 1).to(torch.int32).contiguous()
 
 
-class FlashAttentionFunction(torch.autograd.Function):
+class _FlashAttentionFunction(torch.autograd.Function):
     """Autograd wrapper: saves q, k, v, o and the log-sum-exp; backward recomputes P."""
 
     @staticmethod
     def forward(ctx, q, k, v, doc, causal, scale):
+        """``q (B, Hq, T, D)``, ``k/v (B, Hkv, T, D)``, ``doc`` the ``(B, 3, T)`` table of
+        :func:`_doc_table` or None -> ``o (B, Hq, T, D)``; D a power of two."""
         o, lse = _flash_fwd(q, k, v, doc, causal, scale)
         ctx.save_for_backward(q, k, v, o, lse, doc)
         ctx.causal, ctx.scale = causal, scale
@@ -560,6 +562,8 @@ class FlashAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do):
+        """``do (B, Hq, T, D)`` -> ``dq (B, Hq, T, D)``, ``dk/dv (B, Hkv, T, D)``, then None for
+        doc, causal and scale."""
         q, k, v, o, lse, doc = ctx.saved_tensors
         dq, dk, dv = _flash_bwd(q, k, v, o, lse, doc, do, ctx.causal, ctx.scale)
         return dq, dk, dv, None, None, None
@@ -613,7 +617,7 @@ def flash_attention(q, k, v, *, causal=True, doc_ids=None, cu_seqlens=None, scal
     Dp = triton.next_power_of_2(D)
     if Dp != D:  # zero columns change neither Q K^T nor the kept part of the output
         q, k, v = (F.pad(x, (0, Dp - D)) for x in (q, k, v))
-    o = FlashAttentionFunction.apply(q, k, v, doc, bool(causal), scale)
+    o = _FlashAttentionFunction.apply(q, k, v, doc, bool(causal), scale)
     return o[..., :D] if Dp != D else o
 
 
@@ -625,7 +629,6 @@ def attention_flops(B: int, H: int, T: int, D: int, causal: bool = True, backwar
 
 
 __all__ = [
-    "FlashAttentionFunction",
     "attention_flops",
     "attention_mask",
     "attention_reference",

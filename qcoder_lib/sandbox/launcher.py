@@ -476,6 +476,8 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
 
 
 def main():
+    """The launcher L: read the run's JSON config from ``argv[1]``, enter the namespaces and
+    cgroups, fork the init process I and wait for it, report on the status fd, then exit."""
     cfg = json.loads(sys.argv[1])
     status_fd = cfg["status_fd"]
     state = {"stop": False, "init": None}
