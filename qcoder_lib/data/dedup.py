@@ -128,7 +128,11 @@ def dedup_documents(
     exact = exact_index if exact_index is not None else ExactDedup()
     nd = None
     if near:
-        nd = near_index if near_index is not None else NearDedup(threshold=threshold, num_perm=num_perm)
+        nd = (
+            near_index
+            if near_index is not None
+            else NearDedup(threshold=threshold, num_perm=num_perm)
+        )
     for d in docs:
         report.seen += 1
         first = exact.is_duplicate(d)
@@ -145,5 +149,6 @@ def dedup_documents(
 
 
 def minhash_signature(text: str, num_perm: int = 128, ngram: int = 5, seed: int = 1) -> np.ndarray:
-    """The MinHash signature (``num_perm`` uint64 minima) of ``text``, as numpy."""
+    """The MinHash signature of ``text``: ``num_perm`` hash minima (datasketch's 32-bit hashes,
+    an unsigned numpy array). Two signatures agree at about a Jaccard-similarity share of places."""
     return NearDedup(num_perm=num_perm, ngram=ngram, seed=seed).minhash(text).hashvalues.copy()

@@ -67,12 +67,16 @@ class RegexWordTokenizer(WordTokenizer):
         super().__init__("code")
 
     def word_tokenize(self, text: str) -> list[str]:
+        """The ``\\w+`` words of ``text``, in order (case kept)."""
         return WORD.findall(text)
 
     def sent_tokenize(self, text: str) -> list[str]:
+        """The non-blank lines of ``text`` (a line of code stands for a sentence)."""
         return [s for s in text.split("\n") if s.strip()]
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        """``(start, end)`` character offsets of the sentences of :meth:`sent_tokenize`, so
+        that ``text[start:end]`` is each non-blank line."""
         spans, pos = [], 0
         for line in text.split("\n"):
             if line.strip():
@@ -82,7 +86,8 @@ class RegexWordTokenizer(WordTokenizer):
 
 
 def to_datatrove(d: Document, doc_id: str) -> DTDocument:
-    """A course document as a datatrove ``Document`` (fields go into ``metadata``)."""
+    """A course document as a datatrove ``Document`` (source, path, repo and language go into
+    ``metadata``; ``Document.meta`` is not carried)."""
     return DTDocument(
         text=d.text,
         id=doc_id,
@@ -116,6 +121,7 @@ class CourseSourceReader(PipelineStep):
         from qcoder_lib.data.synthetic import synthetic_documents
 
         c, w = self.config, world_size
+
         def per(n):  # this task's share of a cap: ceil(n / w)
             return None if n is None else -(-n // w)
 
@@ -145,6 +151,8 @@ class CourseSourceReader(PipelineStep):
         raise ValueError(f"unknown course source {source!r}")
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
+        """Pass ``data`` through, then yield this task's documents of each source as datatrove
+        documents with ids ``"<source>/<rank>/<i>"``, counting ``read_<source>`` in the stats."""
         if data:
             yield from data
         for src in self.sources:
@@ -162,6 +170,9 @@ class SelectiveMinhashSignature(MinhashDedupSignature):
         self.near_sources = tuple(sources)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
+        """Write the signatures of ``data``'s documents whose ``source`` is one of ``sources``;
+        the others pass as empty texts, which have no shingles and so get no signature (their
+        index in the task is kept, so the later stages still find the right documents)."""
         keep = self.near_sources
         masked = (
             d
@@ -183,6 +194,7 @@ class CourseQualityFilter(BaseFilter):
         self.config = config or {}  # FilterConfig fields
 
     def filter(self, doc: DTDocument):
+        """``True`` to keep ``doc``, else ``(False, rule)`` with the first rule it fails."""
         from qcoder_lib.data.filters import FilterConfig, drop_reason
 
         why = drop_reason(from_datatrove(doc), FilterConfig(**self.config))
@@ -201,6 +213,8 @@ class CourseDecontamFilter(BaseFilter):
         self._index = None
 
     def filter(self, doc: DTDocument):
+        """``True`` to keep ``doc``, else ``(False, "contaminated:<benchmark>")``; the matched
+        problem's id goes into ``doc.metadata["contaminated_by"]``."""
         from qcoder_lib.data.decontam import NGramIndex, default_eval_items
 
         if self._index is None:

@@ -20,8 +20,10 @@ DTYPE = np.uint32
 
 
 class ShardWriter:
-    """Append token arrays to ``out_dir/shard_NNNNN.bin``, starting a new shard every
-    ``shard_tokens`` tokens (a document never straddles two shards)."""
+    """Append token arrays to ``out_dir/shard_NNNNN.bin``, starting a new shard when the next
+    document would take this one past ``shard_tokens`` (a document never straddles two shards,
+    so a single document longer than ``shard_tokens`` gets a shard of its own). Opening a writer
+    deletes the shards, ``documents.jsonl`` and ``index.json`` already in ``out_dir``."""
 
     def __init__(
         self, out_dir: str | Path, *, shard_tokens: int = 1 << 24, eos_id: int, tokenizer_name: str
