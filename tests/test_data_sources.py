@@ -1,21 +1,32 @@
 """Sources: code from folders / git checkouts / the default roots, bad input counted by reason,
 jsonl with malformed lines reported by file and line, `datasets` on a local fixture."""
 
+import importlib.metadata as md
 import subprocess
+import sysconfig
+from pathlib import Path
 
 import pytest
 
 from qcoder_lib.data.sources import (
     DATA_SAMPLES,
+    DOC_EXTENSIONS,
+    Repo,
     SourceStats,
     code_documents,
     dataset_documents,
+    default_code_repos,
+    doc_files,
     docs_documents,
     docstring_prose,
     jsonl_documents,
+    language_of,
+    package_descriptions,
     read_jsonl,
     read_text_file,
+    repo_from_folder,
     site_package_repos,
+    stdlib_repo,
     strip_code,
     text_documents,
 )
@@ -130,3 +141,65 @@ def test_strip_code_and_docstring_prose():
     prose = docstring_prose(src)
     assert "Explains f" in prose and ">>>" not in prose
     assert docstring_prose("def broken(:") == ""
+
+
+def test_language_of_uses_the_extension_case_insensitively():
+    assert language_of("pkg/mod.py") == "python" and language_of(Path("Main.JAVA")) == "java"
+    assert language_of("lib/x.tar.gz") is None and language_of("Makefile") is None
+    assert language_of("README.md") is None  # not code
+    assert language_of("README.md", DOC_EXTENSIONS) == "markdown"
+
+
+def test_stdlib_and_default_repos():
+    std = stdlib_repo()
+    assert std.name == "python-stdlib" and (std.root / "os.py").is_file()
+    assert std.root == Path(sysconfig.get_paths()["stdlib"])
+    repos = default_code_repos()
+    assert repos[0] == std
+    assert [r.name for r in repos[1:]] == [r.name for r in site_package_repos()]
+
+
+def test_repo_from_folder_names_it_and_rejects_non_folders(tmp_path, messy_repo):
+    assert repo_from_folder(messy_repo) == Repo("messy", messy_repo)
+    assert repo_from_folder(messy_repo, "custom").name == "custom"
+    one = Repo("one", messy_repo, files=["web.js"])  # restricted to listed files
+    assert [d.path for d in code_documents([one])] == ["web.js"]
+    with pytest.raises(FileNotFoundError, match="missing_dir"):
+        repo_from_folder(tmp_path / "missing_dir")
+    with pytest.raises(FileNotFoundError, match="web.js"):
+        repo_from_folder(messy_repo / "web.js")
+
+
+def test_package_descriptions_are_installed_readmes_by_name():
+    stats = SourceStats()
+    docs = list(package_descriptions(stats=stats, min_chars=200))
+    names = [d.repo for d in docs]
+    assert names == sorted(names, key=str.lower) and len(names) == len(set(names))
+    assert all(
+        d.source == "docs" and d.path == "README" and len(d.text.strip()) >= 200 for d in docs
+    )
+    dt = next(d for d in docs if d.repo == "datatrove")
+    meta = md.metadata("datatrove")  # the README is the long description or the body
+    assert dt.text in (meta.get("Description"), meta.get_payload())
+    assert dt.meta["version"] == md.version("datatrove")
+    assert stats.seen == stats.kept + stats.skipped["no_description"]
+
+
+def test_doc_files_keep_docs_and_count_bad_ones(tmp_path):
+    root = tmp_path / "proj"
+    (root / "docs").mkdir(parents=True)
+    (root / "README.md").write_text("# Project\n\nUse it.\n")
+    (root / "docs" / "guide.rst").write_text("Guide\n=====\n")
+    (root / "docs" / "notes.txt").write_text("plain notes\n")
+    (root / "docs" / "blob.txt").write_bytes(b"\x00\x01")
+    (root / "main.py").write_text("print(1)\n")  # code, not a doc
+    stats = SourceStats()
+    docs = list(doc_files([root], stats=stats))
+    assert {(d.path, d.language) for d in docs} == {
+        ("README.md", "markdown"),
+        ("docs/guide.rst", "restructuredtext"),
+        ("docs/notes.txt", "text"),
+    }
+    assert all(d.source == "docs" and d.repo == "proj" for d in docs)
+    assert stats.examples == {"binary": ["proj/docs/blob.txt"]}
+    assert len(list(doc_files([root], max_files=2))) == 2

@@ -1,9 +1,13 @@
 """Synthetic programs judged by the real sandbox, and math answers verified by execution."""
 
+import re
+
 from qcoder_lib.data.math_problems import (
     GENERATORS,
+    MathProblem,
     generate_problems,
     math_documents,
+    problem_text,
     run_in_process,
     verify_problems,
 )
@@ -14,9 +18,10 @@ from qcoder_lib.data.synthetic import (
     SyntheticReport,
     generate_programs,
     plant_bug,
+    rejection_reason,
     synthetic_documents,
 )
-from qcoder_lib.sandbox import run_code
+from qcoder_lib.sandbox import run_code, run_many
 
 
 def test_programs_deterministic_and_every_bug_changes_the_code():
@@ -44,7 +49,7 @@ def test_executor_keeps_only_passing_programs():
         for r in rep.rejected
     )
     # every kept program really passes when run again; planted syntax errors are never kept
-    assert all(run_code(d.text, timeout_s=5).passed for d in docs[:4])
+    assert docs and all(run_code(d.text, timeout_s=5).passed for d in docs[:4])
     assert all(d.meta["planted_bug"] != "missing_colon" for d in docs)
     assert stats.kept == len(docs)
 
@@ -70,9 +75,46 @@ def test_math_documents_deterministic_and_counted():
 def test_own_programs_replace_the_templates():
     from qcoder_lib.data.synthetic import Program
 
-    progs = [Program("model", "def f():\n    return 1\n\nassert f() == 1\n"),
-             Program("model", "def f():\n    return 1\n\nassert f() == 2\n")]
+    progs = [
+        Program("model", "def f():\n    return 1\n\nassert f() == 1\n"),
+        Program("model", "def f():\n    return 1\n\nassert f() == 2\n"),
+    ]
     rep = SyntheticReport()
     docs = list(synthetic_documents(5, programs=iter(progs), report=rep))
     assert [d.meta["template"] for d in docs] == ["model"]
     assert dict(rep.rejected) == {"failed: AssertionError": 1}
+
+
+def test_problem_text_shows_a_program_that_prints_the_answer():
+    p = MathProblem(
+        "own",
+        "Ada has 3 bags of 4 apples. How many apples?",
+        "3 * 4 = 12.",
+        "bags, per_bag = 3, 4\nprint(bags * per_bag)",
+        "12",
+    )
+    text = problem_text(p)
+    assert text.startswith("Problem: Ada has 3 bags") and "Solution: 3 * 4 = 12." in text
+    assert text.rstrip().endswith("Answer: 12")
+    program = re.search(r"```python\n(.*?)\n```", text, re.DOTALL).group(1)
+    assert program == p.program and run_in_process(program) == ("12\n", "")
+    assert verify_problems([p])[0][1:] == (True, "")
+    doc = next(math_documents(1, seed=0))
+    assert doc.text == problem_text(generate_problems(1, seed=0)[0])
+
+
+def test_rejection_reason_names_the_exception_or_the_exit_code():
+    progs = [
+        "assert 1 == 2",
+        "import sys; sys.exit(3)",
+        "import json; json.loads('{')",
+        "def f(:\n    pass",
+    ]
+    reasons = [rejection_reason(r) for r in run_many(progs, timeout_s=10)]
+    assert reasons == [
+        "failed: AssertionError",
+        "failed: exit code 3",
+        "failed: json.decoder.JSONDecodeError",
+        "failed: SyntaxError",
+    ]
+    assert rejection_reason(run_code("while True: pass", timeout_s=0.5)) == "timeout"
