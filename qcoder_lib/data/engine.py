@@ -237,7 +237,8 @@ class QuietLocalExecutor(LocalPipelineExecutor):
 
 @contextlib.contextmanager
 def quiet_datatrove():
-    """Silence datatrove's loguru output in this process for the duration (restores it after)."""
+    """Silence datatrove's loguru output (and stderr) in this process for the duration; afterwards
+    loguru logs warnings and above to stderr (its earlier handlers are not put back)."""
     import sys
 
     from loguru import logger
