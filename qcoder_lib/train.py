@@ -53,6 +53,7 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng_state.pt"
 MODEL_FILE = "model.safetensors"
+RESUME_MUST_MATCH = ("batch_size", "seq_len", "seed")  # a resumed run must keep these
 
 
 class CheckpointError(RuntimeError):
@@ -497,6 +498,13 @@ def train(
     if resume and checkpoints:
         resumed_from, folder = checkpoints[-1]
         state = load_checkpoint(folder, model, optimizer)
+        saved = state.get("config", {})
+        for name in RESUME_MUST_MATCH:  # these fix which rows the cursor points at
+            if name in saved and saved[name] != getattr(cfg, name):
+                raise ValueError(
+                    f"cannot resume {folder.name}: TrainConfig.{name}={getattr(cfg, name)!r} but "
+                    f"the run was started with {saved[name]!r} (the data order would differ)"
+                )
         step, cursor, tokens = int(state["step"]), int(state["cursor"]), int(state["tokens"])
         kept = [r for r in read_metrics(metrics_path) if r["step"] <= step] if (
             metrics_path.exists()) else []

@@ -195,6 +195,8 @@ def test_corrupt_checkpoint_and_missing_data_name_the_file(tmp_path):
     rows = packed_rows()
     cfg = cfg_for(tmp_path, steps=3, checkpoint_every=3)
     train(tiny_model(), rows, cfg)
+    with pytest.raises(ValueError, match="TrainConfig.batch_size=8"):
+        train(tiny_model(), rows, cfg_for(tmp_path, steps=3, batch_size=8), resume=True)
     ckpt = list_checkpoints(cfg.out_dir)[-1][1]
     (ckpt / "model.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(CheckpointError, match="checkpoint-3/model.safetensors"):
