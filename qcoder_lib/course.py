@@ -70,7 +70,9 @@ def execute_notebook(
     cell_timeout: int = 1800,
 ) -> NotebookResult:
     """Execute one notebook with nbclient on ``profile``, in the notebooks folder, and write the
-    executed copy to ``out_path`` (in place when ``out_path`` is the same file)."""
+    executed copy to ``out_path`` (in place when ``out_path`` is the same file). A cell that
+    raises, runs past ``cell_timeout`` seconds or kills its kernel fails the notebook, and the
+    error names that code cell (counted from 0)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -81,11 +83,22 @@ def execute_notebook(
     if metrics_file is not None:
         metrics_file.unlink(missing_ok=True)
         os.environ["QCODER_METRICS_FILE"] = str(metrics_file)
+    running = {"code_cell": -1, "head": ""}  # the code cell being executed, for error messages
+
+    def note_cell(cell, cell_index):
+        if cell.cell_type == "code":
+            running["code_cell"] = sum(
+                c.cell_type == "code" for c in nb.cells[:cell_index]
+            )
+            lines = cell.source.strip().splitlines()
+            running["head"] = lines[0] if lines else ""
+
     client = NotebookClient(
         nb,
         timeout=cell_timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        on_cell_start=note_cell,
     )
     start = time.perf_counter()
     status, error = "ok", ""
@@ -97,7 +110,11 @@ def execute_notebook(
         error = f"code cell {idx}: {text}"
     except Exception as e:  # a dead kernel or a timeout is a failure of this notebook too
         status = "failed"
-        error = f"{type(e).__name__}: {e}"
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        error = (
+            f"code cell {running['code_cell']}: {type(e).__name__}: {first_line} "
+            f"(cell starts: {running['head']!r})"
+        )
     finally:
         for k, v in env_before.items():
             if v is None:

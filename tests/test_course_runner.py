@@ -118,3 +118,13 @@ def test_main_runs_the_course_from_the_command_line(tmp_path):
     args = ["run", "--profile", "smoke", "--out", str(out), "--notebooks", str(nbs)]
     assert course.main(args) == 0
     assert "| 00_a.ipynb | ok |" in (out / "report.md").read_text()
+
+
+def test_a_cell_past_its_timeout_fails_the_notebook_and_is_named(tmp_path):
+    nb_path = tmp_path / "00_slow.ipynb"
+    _write_nb(nb_path, ["x = 1", "import time\ntime.sleep(60)", "print('never')"])
+    res = course.execute_notebook(nb_path, "smoke", cell_timeout=3)
+    assert res.status == "failed"
+    assert res.error.startswith("code cell 1: CellTimeoutError"), res.error
+    assert "(cell starts: 'import time')" in res.error
+    assert res.seconds < 50
