@@ -258,6 +258,17 @@ def _as_repos(roots) -> list[Repo]:
 # --------------------------------------------------------------------------------------------
 # Code
 # --------------------------------------------------------------------------------------------
+def _read_document(repo, rel: str, source: str, language: str, stats, max_bytes: int):
+    """Read ``repo.root / rel`` as a Document of ``source``, counting it in ``stats``; ``None``
+    (counted as skipped, with the reason) when it is binary, undecodable or too large."""
+    stats.seen += 1
+    text, why = read_text_file(repo.root / rel, max_bytes=max_bytes)
+    if text is None:
+        stats.skip(why, f"{repo.name}/{rel}")
+        return None
+    return stats.keep(Document(text, source, rel, repo.name, language))
+
+
 def code_documents(
     roots=None,
     *,
@@ -296,14 +307,12 @@ def code_documents(
                 return
             if max_files_per_repo is not None and in_repo >= max_files_per_repo:
                 break
-            stats.seen += 1
-            text, why = read_text_file(repo.root / rel, max_bytes=max_bytes)
-            if text is None:
-                stats.skip(why, f"{repo.name}/{rel}")
+            doc = _read_document(repo, rel, "code", lang, stats, max_bytes)
+            if doc is None:
                 continue
             total += 1
             in_repo += 1
-            yield stats.keep(Document(text, "code", rel, repo.name, lang))
+            yield doc
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,13 +372,11 @@ def doc_files(
                 continue
             if max_files is not None and n >= max_files:
                 return
-            stats.seen += 1
-            text, why = read_text_file(repo.root / rel, max_bytes=max_bytes)
-            if text is None:
-                stats.skip(why, f"{repo.name}/{rel}")
+            doc = _read_document(repo, rel, "docs", lang, stats, max_bytes)
+            if doc is None:
                 continue
             n += 1
-            yield stats.keep(Document(text, "docs", rel, repo.name, lang))
+            yield doc
 
 
 def docs_documents(

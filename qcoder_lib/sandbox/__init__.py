@@ -540,16 +540,10 @@ def _collect(proc, status_r, result_r, t0, timeout_s, max_output, output_limit_m
 
 def _remove_cgroups(launcher_pid: int) -> None:
     """Remove the run's cgroups if the launcher could not (it was force-killed)."""
+    from qcoder_lib.sandbox.launcher import remove_cgroup_dir  # Linux-only module: import here
+
     for root in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"):
-        path = os.path.join(root, f"{WORKDIR_PREFIX}{launcher_pid}")
-        for _ in range(50):
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.02)
+        remove_cgroup_dir(os.path.join(root, f"{WORKDIR_PREFIX}{launcher_pid}"), 50, 0.02)
 
 
 def _request_stop(proc) -> None:

@@ -201,15 +201,21 @@ def _cgroup_teardown(made):
                             info["oom_kills"] = int(line.split()[1])
             except OSError:
                 pass
-        for _ in range(100):  # the last processes of the run may still be exiting
-            try:
-                os.rmdir(path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.01)
+        remove_cgroup_dir(path, tries=100, pause_s=0.01)
     return info
+
+
+def remove_cgroup_dir(path: str, tries: int, pause_s: float) -> None:
+    """Remove a cgroup folder, retrying while the run's last processes are still exiting
+    (``rmdir`` fails with EBUSY until the group is empty); a missing folder is fine."""
+    for _ in range(tries):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(pause_s)
 
 
 class _Init:
