@@ -20,7 +20,7 @@ import torch
 
 
 def make_models(preset: str, attn: str):
-    from qcoder_lib.hf_interop import to_hf_model
+    from qcoder_lib.model.hf_interop import to_hf_model
     from qcoder_lib.model import QwenConfig, QwenForCausalLM
 
     cfg = QwenConfig.preset(preset, attn_implementation=attn)

@@ -4,7 +4,7 @@ Each module is one concept of the Qwen2.5-Coder recipe. Notebooks build a piece 
 then check it against the version here, which is the tested one.
 """
 
-from qcoder_lib.metrics import record_metric, recorded_metrics
+from qcoder_lib.course.metrics import record_metric, recorded_metrics
 from qcoder_lib.runtime import by_profile, get_device, get_profile, seed_everything
 
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 
-from qcoder_lib import course
+from qcoder_lib.course import runner as course
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from qcoder_lib.io import resource_path
 from qcoder_lib.data.sources import (
-    DATA_SAMPLES,
     DOC_EXTENSIONS,
     Repo,
     SourceStats,
@@ -100,7 +100,7 @@ def test_shards_partition_the_files(messy_repo):
 
 def test_malformed_jsonl_lines_reported_with_file_and_line():
     stats = SourceStats()
-    docs = list(jsonl_documents(DATA_SAMPLES / "malformed.jsonl", stats=stats))
+    docs = list(jsonl_documents(resource_path("malformed.jsonl"), stats=stats))
     assert [d.path for d in docs] == ["src/mathutil.py", "lib/greet.js", "cmd/hello/main.go"]
     assert stats.skipped["malformed_json"] == 3
     where = [e.split(" ")[0] for e in stats.examples["malformed_json"]]
@@ -117,7 +117,7 @@ def test_read_jsonl_reports_invalid_utf8(tmp_path):
 
 
 def test_dataset_documents_on_a_local_stack_style_fixture():
-    docs = list(dataset_documents(str(DATA_SAMPLES / "code_stack_sample.jsonl")))
+    docs = list(dataset_documents(str(resource_path("code_stack_sample.jsonl"))))
     assert len(docs) == 6
     assert {d.language for d in docs} == {"python", "javascript", "go", "rust", "c", "java"}
     assert docs[0].repo == "example/mathutil" and docs[0].source == "code"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qcoder_lib import metrics, runtime
+from qcoder_lib import runtime
+from qcoder_lib.course import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

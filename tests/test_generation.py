@@ -10,8 +10,8 @@ ensure_triton_backend()
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from qcoder_lib.generation import KVCache, generate, left_pad, sample_next_token
-from qcoder_lib.hf_interop import from_hf
+from qcoder_lib.model.generation import KVCache, generate, left_pad, sample_next_token
+from qcoder_lib.model.hf_interop import from_hf
 
 
 @pytest.fixture(scope="module")

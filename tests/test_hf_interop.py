@@ -12,7 +12,7 @@ ensure_triton_backend()
 
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from qcoder_lib.hf_interop import (
+from qcoder_lib.model.hf_interop import (
     from_hf,
     from_hf_config,
     load_hf_weights,

@@ -14,7 +14,7 @@ ensure_triton_backend()
 
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from qcoder_lib.hf_interop import from_hf
+from qcoder_lib.model.hf_interop import from_hf
 from qcoder_lib.model import (
     COURSE_PRESETS,
     QWEN25_CODER_SIZES,
@@ -199,7 +199,7 @@ def test_course_presets_take_vocab_from_tokenizer():
 
 @pytest.mark.parametrize("size", list(QWEN25_CODER_SIZES))
 def test_param_count_matches_transformers_for_every_size(size):
-    from qcoder_lib.hf_interop import to_hf_config
+    from qcoder_lib.model.hf_interop import to_hf_config
 
     cfg = QwenConfig.preset(size)
     with torch.device("meta"):
@@ -271,7 +271,7 @@ def test_next_token_loss_matches_shifted_cross_entropy():
 def test_bf16_logits_equal_transformers(backend):
     """In bf16 the casts happen where transformers does them (RMSNorm in fp32 then cast back,
     cos/sin computed in fp32 then cast), so the logits are bit-identical."""
-    from qcoder_lib.hf_interop import to_hf_model
+    from qcoder_lib.model.hf_interop import to_hf_model
 
     torch.manual_seed(6)
     model = QwenForCausalLM(QwenConfig.preset("smoke", vocab_size=300, attn_implementation=backend))
@@ -451,7 +451,7 @@ def test_attention_matches_transformers_qwen2_attention(name):
     weights, on each backend of ours; max |diff| <= 1e-5, gradients w.r.t. the input too."""
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 
-    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import Attention, RotaryEmbedding
 
     hcfg = _hf_block_config(name)
@@ -476,7 +476,7 @@ def test_attention_matches_transformers_qwen2_attention(name):
 def test_decoder_layer_matches_transformers_qwen2_decoder_layer():
     from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
-    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import DecoderLayer, RotaryEmbedding
 
     hcfg = _hf_block_config("mqa_tied")
@@ -499,7 +499,7 @@ def test_qwen_body_is_transformers_qwen2_model():
     works) and, run block by block, gives its last hidden state."""
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
-    from qcoder_lib.hf_interop import from_hf_config
+    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import QwenBody
 
     hcfg = _hf_block_config("odd_sizes")

@@ -392,13 +392,6 @@ def test_course_tokenizer_is_cached(tmp_path, monkeypatch):
         T.course_tokenizer("huge", cache_dir=folder)
 
 
-def test_artifacts_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("QCODER_ARTIFACTS", str(tmp_path / "art"))
-    assert T.default_artifacts_dir() == tmp_path / "art"
-    monkeypatch.delenv("QCODER_ARTIFACTS")
-    assert T.default_artifacts_dir().name == "artifacts"  # the repo's git-ignored folder here
-
-
 def test_bytes_per_token(tok):
     code = ["def f(x):\n    return x + 1\n" * 10]
     bpt = T.bytes_per_token(tok, code)

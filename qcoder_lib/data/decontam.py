@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qcoder_lib.data.sources import DATA_SAMPLES, Document, SourceStats, read_jsonl
+from qcoder_lib.data.sources import Document, SourceStats, read_jsonl
+from qcoder_lib.io import resource_path
 
 WORD = re.compile(r"\w+")
 
@@ -67,10 +68,13 @@ def course_eval_items(
     folder: str | Path | None = None, stats: SourceStats | None = None
 ) -> list[EvalItem]:
     """The course's own evaluation sets: every ``*.jsonl`` under ``data_samples/eval/`` (all
-    string fields of a record are its text; ``task_id`` names it)."""
-    folder = Path(folder) if folder is not None else DATA_SAMPLES / "eval"
+    string fields of a record are its text; ``task_id`` names it). A missing folder raises
+    :class:`FileNotFoundError` naming it."""
+    folder = Path(folder) if folder is not None else resource_path("eval")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"course eval folder {folder} does not exist")
     items: list[EvalItem] = []
-    for p in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+    for p in sorted(folder.glob("*.jsonl")):
         for i, rec in read_jsonl(p, stats=stats):
             text = "\n".join(v for k, v in rec.items() if isinstance(v, str) and k != "task_id")
             items.append(EvalItem(p.stem, str(rec.get("task_id", f"{p.stem}/{i}")), text))

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qcoder_lib.io import resource_path
+
 # File extension -> language name, for the programming languages the code source keeps.
 CODE_EXTENSIONS: dict[str, str] = {
     ".py": "python",
@@ -450,12 +452,12 @@ def docstring_prose(source_text: str, *, min_chars: int = 80) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-DATA_SAMPLES = Path(__file__).resolve().parent.parent.parent / "data_samples"
+COURSE_SAMPLES = "course"  # samples_dir default: the course's data_samples/ (qcoder_lib.io)
 
 
 def text_documents(
     *,
-    samples_dir: str | Path | None = DATA_SAMPLES,
+    samples_dir: str | Path | None = COURSE_SAMPLES,
     include_packages: bool = True,
     docstring_roots=None,
     max_docs: int | None = None,
@@ -481,6 +483,8 @@ def text_documents(
         n += 1
         return stats.keep(doc)
 
+    if samples_dir == COURSE_SAMPLES:
+        samples_dir = resource_path()
     if samples_dir is not None and Path(samples_dir, "text").is_dir():
         for p in sorted(Path(samples_dir, "text").glob("*.txt")):
             if max_docs is not None and n >= max_docs:

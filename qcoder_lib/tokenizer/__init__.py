@@ -64,6 +64,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qcoder_lib.io import FileLock, artifacts_dir, atomic_dir
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
 
@@ -613,22 +615,6 @@ def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
     return {"code": code, "docs": docs, "math": math}
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def default_artifacts_dir() -> Path:
-    """Where built artefacts go: ``$QCODER_ARTIFACTS`` if set, else ``artifacts/`` in the
-    repository (git-ignored), else ``~/.cache/qcoder-course`` for a non-editable install."""
-    env = os.environ.get("QCODER_ARTIFACTS")
-    if env:
-        return Path(env)
-    root = _repo_root()
-    if (root / "pyproject.toml").exists():
-        return root / "artifacts"
-    return Path.home() / ".cache" / "qcoder-course"
-
-
 def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | None = None,
                      *, rebuild: bool = False):
     """The course's tokenizer for ``profile`` (smoke: 2,048 regular tokens, cpu: 8,192,
@@ -646,7 +632,7 @@ def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | 
     profile = profile or get_profile()
     if profile not in COURSE_VOCAB_SIZE:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(COURSE_VOCAB_SIZE)}")
-    folder = Path(cache_dir) if cache_dir else default_artifacts_dir() / f"tokenizer-{profile}"
+    folder = Path(cache_dir) if cache_dir else artifacts_dir() / f"tokenizer-{profile}"
     recipe = {
         "version": COURSE_TOKENIZER_VERSION,
         "profile": profile,
@@ -665,7 +651,7 @@ def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | 
     if not rebuild and cached_ok():
         return load_tokenizer(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _FileLock(folder.parent / f".{folder.name}.lock"):
+    with FileLock(folder.parent / f".{folder.name}.lock"):
         if not rebuild and cached_ok():  # another process built it while we waited
             return load_tokenizer(folder)
         start = time.perf_counter()
@@ -673,43 +659,10 @@ def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | 
         texts = [t for part in ("code", "docs", "math") for t in corpus[part]]
         tok = train_tokenizer(texts, COURSE_VOCAB_SIZE[profile])
         seconds = time.perf_counter() - start
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        tok.save_pretrained(str(tmp))
         digest = hashlib.sha256("".join(texts).encode("utf-8", "replace")).hexdigest()[:16]
         info = {"recipe": recipe, "corpus_sha256_16": digest, "train_seconds": round(seconds, 2),
                 "corpus_chars": {k: sum(map(len, v)) for k, v in corpus.items()}}
-        (tmp / "course_tokenizer.json").write_text(json.dumps(info, indent=1))
-        if folder.exists():
-            import shutil
-
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_dir(folder) as tmp:
+            tok.save_pretrained(str(tmp))
+            (tmp / "course_tokenizer.json").write_text(json.dumps(info, indent=1))
     return load_tokenizer(folder)
-
-
-class _FileLock:
-    """An exclusive lock on a file (``fcntl`` where available; no-op elsewhere)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fh = None
-
-    def __enter__(self):
-        self.fh = open(self.path, "w")
-        try:
-            import fcntl
-
-            fcntl.flock(self.fh, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - Windows
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            import fcntl
-
-            fcntl.flock(self.fh, fcntl.LOCK_UN)
-        except ImportError:  # pragma: no cover
-            pass
-        self.fh.close()
-        return False

@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qcoder_lib.metrics import read_metrics_file
+from qcoder_lib.course.metrics import read_metrics_file
+from qcoder_lib.io import repo_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = repo_root() or Path.cwd()  # the checkout; an installed package runs from the cwd
 NOTEBOOKS = ROOT / "notebooks"
 
 

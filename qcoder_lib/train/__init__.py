@@ -17,7 +17,7 @@ A run in ``out_dir`` writes:
   It is written to a temporary folder and renamed into place, so an interrupt never leaves half
   a checkpoint; only the last ``keep_last`` are kept;
 - ``final/``: the trained model in HF format (``AutoModelForCausalLM.from_pretrained`` loads
-  it; so does :func:`qcoder_lib.hf_interop.from_hf`) plus the tokenizer when one is given.
+  it; so does :func:`qcoder_lib.model.hf_interop.from_hf`) plus the tokenizer when one is given.
 
 ``train(..., resume=True)`` continues from the latest complete checkpoint and gives the same
 losses as a run that was never interrupted (bit for bit in fp32 on CPU): the data order is a
@@ -46,9 +46,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from qcoder_lib.io import TMP_MARK, atomic_dir, atomic_write_text
+
 IGNORE_INDEX = -100
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-TMP_MARK = ".tmp-"  # temporary folders are "<name>.tmp-<pid>"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng_state.pt"
@@ -326,27 +327,21 @@ def save_checkpoint(folder, model, optimizer, state: dict) -> Path:
     """Write ``folder`` atomically: everything goes into ``<folder>.tmp-<pid>`` first, which is
     then renamed; an interrupt leaves at most a temporary folder, never a half checkpoint.
     ``state`` (step, data cursor, ...) becomes ``trainer_state.json``."""
-    from qcoder_lib.hf_interop import to_hf
+    from qcoder_lib.model.hf_interop import to_hf
 
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}{TMP_MARK}{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    to_hf(model, tmp)  # config.json + model.safetensors: loadable on its own
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    torch.save(_rng_state(), tmp / RNG_FILE)
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    with atomic_dir(folder) as tmp:
+        to_hf(model, tmp)  # config.json + model.safetensors: loadable on its own
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        torch.save(_rng_state(), tmp / RNG_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+    return Path(folder)
 
 
 def load_checkpoint(folder, model, optimizer=None) -> dict:
     """Restore ``model`` (and ``optimizer`` and the RNG states, when an optimizer is given)
     from a checkpoint folder; return its trainer state. A missing, unreadable or mismatched
     file raises :class:`CheckpointError` naming that file."""
-    from qcoder_lib.hf_interop import load_hf_weights
+    from qcoder_lib.model.hf_interop import load_hf_weights
 
     folder = Path(folder)
 
@@ -594,24 +589,16 @@ def _dtype_name(cfg: TrainConfig, device: torch.device) -> str:
 
 
 def _write_lines(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + f"{TMP_MARK}{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def save_final(model, folder, tokenizer=None) -> Path:
     """Write the model as an HF-format folder (plus ``tokenizer``'s files when given),
     atomically like a checkpoint. ``AutoModelForCausalLM.from_pretrained(folder)`` loads it."""
-    from qcoder_lib.hf_interop import to_hf
+    from qcoder_lib.model.hf_interop import to_hf
 
-    folder = Path(folder)
-    tmp = folder.with_name(f"{folder.name}{TMP_MARK}{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    to_hf(model, tmp)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(tmp))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    with atomic_dir(folder) as tmp:
+        to_hf(model, tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+    return Path(folder)

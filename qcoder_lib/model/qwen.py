@@ -8,7 +8,7 @@ One forward pass, top to bottom::
     x = rmsnorm(x) -> lm_head -> logits (B, T, V)        # lm_head tied to embed_tokens <= 3B
 
 Parameter names are exactly those of transformers' ``Qwen2ForCausalLM`` (``model.layers.3.
-self_attn.q_proj.weight`` ...), so checkpoints go both ways (see :mod:`qcoder_lib.hf_interop`).
+self_attn.q_proj.weight`` ...), so checkpoints go both ways (see :mod:`qcoder_lib.model.hf_interop`).
 
 Packed documents: when ``position_ids`` are given and no ``attention_mask``/cache is, a new
 document starts wherever a position is not the previous position + 1 (the rule of transformers'
@@ -413,7 +413,7 @@ class QwenForCausalLM(nn.Module):
           restart them (see
           :func:`packed_document_ids`; applied only without ``attention_mask`` and ``cache``).
         - ``attention_mask (B, past+T)``: 1 = real token, 0 = padding (left-padded batches).
-        - ``cache``: a :class:`qcoder_lib.generation.KVCache`, filled in place.
+        - ``cache``: a :class:`qcoder_lib.model.generation.KVCache`, filled in place.
         """
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
@@ -453,8 +453,8 @@ class QwenForCausalLM(nn.Module):
         return self.config.flops_per_token(seq_len, training)
 
     def generate(self, prompts, max_new_tokens: int, **kwargs):
-        """Shortcut for :func:`qcoder_lib.generation.generate` with this model."""
-        from qcoder_lib.generation import generate
+        """Shortcut for :func:`qcoder_lib.model.generation.generate` with this model."""
+        from qcoder_lib.model.generation import generate
 
         return generate(self, prompts, max_new_tokens, **kwargs)
 
