@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then echo "[setup] creating .venv"; $(PYSYS) -m venv .venv; fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[all,dev]"
 	@touch $(STAMP)
 	@echo "[setup] ready: $(PY)"
 

