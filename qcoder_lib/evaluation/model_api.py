@@ -1,0 +1,321 @@
+"""One interface for every model the course evaluates: :class:`EvalModel`.
+
+``model.complete(tasks, sampling, stop)`` returns ``n`` completions per task (strings, cut
+before the first stop sequence). Three backends implement it:
+
+- :class:`CourseModel`: the course's :class:`~qcoder_lib.model.QwenForCausalLM` (from a
+  training run's ``final/`` folder or in memory) with :func:`qcoder_lib.model.generation.generate`;
+- :class:`HFModel`: any transformers causal LM by folder or hub name (``AutoModelForCausalLM``),
+  generating with its ``generate`` (the default and tested path for outside models);
+- :class:`VLLMModel`: vLLM, as the report evaluates, only when ``vllm`` imports and a GPU is
+  present (:func:`load_eval_model` falls back to transformers otherwise).
+
+Shared rules: prompts are token ids built here (text encoded as data; fill-in-the-middle tasks
+get ``<|fim_prefix|>prefix<|fim_suffix|>suffix<|fim_middle|>`` with the special tokens inserted
+by id); batches are left-padded; generation ends at the tokenizer's end / FIM / file-separator
+tokens (the report's inference stop set) or after ``max_new_tokens``; the text is then cut
+before the first stop string (HF and vLLM also stop early on stop strings; the course model
+cuts afterwards). ``n`` samples per task repeat the prompt ``n`` times; batch ``b`` is sampled
+with seed ``seed + b``, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qcoder_lib.evaluation.task import Task
+
+# The report's inference stop tokens (facts file: FIM/repo tokens, <|endoftext|>, <|im_end|>).
+STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_suffix|>",
+               "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+
+
+@dataclass
+class SamplingConfig:
+    """How completions are drawn."""
+
+    max_new_tokens: int = 256  # generation budget per completion (a benchmark may lower it)
+    temperature: float = 0.0  # 0 = greedy (pass@1 as the report gives it)
+    top_p: float = 1.0  # nucleus sampling mass (1.0 = off)
+    n: int = 1  # completions per task (the n of pass@k)
+    seed: int = 0  # batch b samples with seed + b
+    batch_size: int = 8  # sequences per forward pass
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` cut before the earliest occurrence of any string of ``stop``."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+class EvalModel:
+    """Base class: subclasses set ``name`` and ``tokenizer`` and implement
+    :meth:`generate_ids`; :meth:`complete` does the rest."""
+
+    name: str = "model"
+    tokenizer = None
+
+    def stop_token_ids(self) -> list[int]:
+        """Ids of :data:`STOP_TOKENS` present in the tokenizer, plus its eos id."""
+        vocab = self.tokenizer.get_vocab()
+        ids = {int(vocab[t]) for t in STOP_TOKENS if t in vocab}
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return sorted(ids)
+
+    def pad_id(self) -> int:
+        """The padding id (the tokenizer's pad, else its eos, else 0)."""
+        tok = self.tokenizer
+        for tid in (tok.pad_token_id, tok.eos_token_id):
+            if tid is not None:
+                return int(tid)
+        return 0
+
+    def prompt_ids(self, task: Task) -> list[int]:
+        """The token ids of ``task``'s prompt (PSM fill-in-the-middle when it has a suffix)."""
+        from qcoder_lib.tokenizer import encode_data_batch, special_id
+
+        tok = self.tokenizer
+        if task.suffix is None:
+            return encode_data_batch(tok, [task.prompt])[0]
+        try:
+            pre, suf, mid = (special_id(tok, t) for t in
+                             ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+        except KeyError as e:
+            raise ValueError(f"{self.name}: task {task.task_id} needs fill-in-the-middle but the "
+                             f"tokenizer has no FIM tokens ({e})") from None
+        p, s = encode_data_batch(tok, [task.prompt, task.suffix])
+        return [pre, *p, suf, *s, mid]
+
+    def generate_ids(
+        self, prompts: list[list[int]], sampling: SamplingConfig, max_new_tokens: int,
+        stop: Sequence[str], seed: int,
+    ) -> list[list[int]]:
+        """New token ids for each prompt (one batch); subclasses implement this."""
+        raise NotImplementedError
+
+    def complete(
+        self, tasks: list[Task], sampling: SamplingConfig | None = None,
+        stop: Sequence[str] = (), max_new_tokens: int | None = None, progress=None,
+    ) -> list[list[str]]:
+        """``sampling.n`` completions per task, each cut before the first of ``stop``.
+        ``max_new_tokens`` overrides the sampling budget; ``progress`` (a tqdm bar) is advanced
+        by the tasks each batch finishes (sequences / ``n``)."""
+        sampling = sampling or SamplingConfig()
+        budget = max_new_tokens or sampling.max_new_tokens
+        jobs = [(i, self.prompt_ids(t)) for i, t in enumerate(tasks) for _ in range(sampling.n)]
+        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][1]))  # similar lengths
+        out: list[list[str]] = [[] for _ in tasks]
+        texts: dict[int, str] = {}
+        bs = max(1, sampling.batch_size)
+        for b, start in enumerate(range(0, len(order), bs)):
+            chunk = order[start : start + bs]
+            new = self.generate_ids([jobs[j][1] for j in chunk], sampling, budget, stop,
+                                    sampling.seed + b)
+            for j, ids in zip(chunk, new):
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                texts[j] = truncate_at_stop(text, stop)
+            if progress is not None:
+                progress.update(len(chunk) / sampling.n)
+        for j, (i, _) in enumerate(jobs):
+            out[i].append(texts[j])
+        return out
+
+
+class CourseModel(EvalModel):
+    """The course's :class:`~qcoder_lib.model.QwenForCausalLM` with its tokenizer."""
+
+    def __init__(self, model, tokenizer, name: str = "course-model"):
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+
+    @classmethod
+    def from_folder(cls, folder, name: str | None = None, device=None) -> CourseModel:
+        """Load a Hugging Face format folder (a training run's ``final/``: config, weights and
+        tokenizer) into the course's model class."""
+        from qcoder_lib.model.hf_interop import from_hf
+        from qcoder_lib.tokenizer import load_tokenizer
+
+        folder = Path(folder)
+        return cls(from_hf(folder, device=device), load_tokenizer(folder), name or folder.name)
+
+    def generate_ids(self, prompts, sampling, max_new_tokens, stop, seed):
+        """One left-padded batch through :func:`qcoder_lib.model.generation.generate` (stops at
+        the stop tokens; stop strings are applied afterwards by :meth:`complete`). A prompt
+        longer than the context allows keeps its last tokens, and the budget is at most a
+        quarter of the context (the course's small models have short contexts)."""
+        from qcoder_lib.model.generation import generate
+
+        ctx = self.model.config.max_position_embeddings
+        budget = min(max_new_tokens, ctx // 4)
+        prompts = [p[-(ctx - budget):] for p in prompts]  # too long: keep the last tokens
+        return generate(self.model, prompts, budget,
+                        temperature=sampling.temperature, top_p=sampling.top_p,
+                        stop_token_ids=self.stop_token_ids(), pad_token_id=self.pad_id(),
+                        seed=seed)
+
+
+class _StopOnStrings:
+    """A transformers stopping criterion: a row is done once its new text holds a stop string."""
+
+    def __init__(self, tokenizer, prompt_len: int, stop: Sequence[str]):
+        self.tokenizer, self.prompt_len, self.stop = tokenizer, prompt_len, [s for s in stop if s]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.stop:
+            texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:],
+                                                skip_special_tokens=True)
+            for i, t in enumerate(texts):
+                done[i] = any(s in t for s in self.stop)
+        return done
+
+
+class HFModel(EvalModel):
+    """Any transformers causal LM (``AutoModelForCausalLM``) with its tokenizer."""
+
+    def __init__(self, model, tokenizer, name: str = "hf-model"):
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, device=None, dtype=None) -> HFModel:
+        """Load a folder or hub name with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from qcoder_lib.runtime import get_device
+
+        device = device or get_device()
+        if dtype is None:
+            dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
+        return cls(model, AutoTokenizer.from_pretrained(name_or_path),
+                   Path(str(name_or_path)).name)
+
+    @torch.inference_mode()
+    def generate_ids(self, prompts, sampling, max_new_tokens, stop, seed):
+        """One left-padded batch through ``model.generate`` (stops at the stop tokens and,
+        row by row, at the stop strings)."""
+        from transformers import StoppingCriteriaList
+
+        from qcoder_lib.model.generation import left_pad
+
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad(prompts, self.pad_id(), device)  # (B, T) each
+        torch.manual_seed(seed)
+        kwargs = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                      top_k=0) if sampling.temperature > 0 else dict(do_sample=False)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+            eos_token_id=self.stop_token_ids(), pad_token_id=self.pad_id(),
+            stopping_criteria=StoppingCriteriaList([_StopOnStrings(self.tokenizer,
+                                                                   ids.shape[1], stop)]),
+            **kwargs,
+        )
+        stops = set(self.stop_token_ids())
+        rows = []
+        for row in out[:, ids.shape[1]:].tolist():
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            rows.append(row[:cut])
+        return rows
+
+
+class VLLMModel(EvalModel):
+    """vLLM behind the same interface (needs ``vllm`` and a GPU); the whole task list goes to
+    the engine at once, which batches by itself."""
+
+    def __init__(self, name_or_path, **engine_kwargs):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError("VLLMModel needs vLLM: pip install vllm (GPU only)") from e
+        if not torch.cuda.is_available():
+            raise RuntimeError("VLLMModel needs a CUDA GPU")
+        self.llm = LLM(model=str(name_or_path), **engine_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.name = Path(str(name_or_path)).name
+
+    def complete(self, tasks, sampling=None, stop=(), max_new_tokens=None, progress=None):
+        """``sampling.n`` completions per task from vLLM (stop strings handled by vLLM and
+        cut again here, so every backend returns the same shape of text)."""
+        from vllm import SamplingParams
+
+        sampling = sampling or SamplingConfig()
+        params = SamplingParams(
+            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+            max_tokens=max_new_tokens or sampling.max_new_tokens, seed=sampling.seed,
+            stop=[s for s in stop if s] or None, stop_token_ids=self.stop_token_ids(),
+            skip_special_tokens=True,
+        )
+        prompts = [{"prompt_token_ids": self.prompt_ids(t)} for t in tasks]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        if progress is not None:
+            progress.update(len(tasks))
+        return [[truncate_at_stop(o.text, stop) for o in r.outputs] for r in outs]
+
+
+class ReferenceModel(EvalModel):
+    """Not a model: answers every task with its reference (or ``answer(task)``) without
+    generating. The oracle that calibrates a benchmark (it must score 1.0) and the way to score
+    known completions (``answer`` returns a list of ``n`` strings or one string)."""
+
+    def __init__(self, answer=None, name: str = "reference"):
+        self.answer, self.name = answer, name
+
+    def complete(self, tasks, sampling=None, stop=(), max_new_tokens=None, progress=None):
+        """The reference (or ``answer(task)``) of each task, cut at ``stop``."""
+        out = []
+        for t in tasks:
+            a = t.reference if self.answer is None else self.answer(t)
+            out.append([truncate_at_stop(x, stop) for x in ([a] if isinstance(a, str) else a)])
+        if progress is not None:
+            progress.update(len(tasks))
+        return out
+
+
+def vllm_available() -> bool:
+    """True when ``vllm`` imports and a CUDA GPU is present."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def load_eval_model(spec, backend: str = "auto", tokenizer=None, name: str | None = None):
+    """An :class:`EvalModel` for ``spec``: an :class:`EvalModel` (returned as is), a
+    :class:`~qcoder_lib.model.QwenForCausalLM` (with ``tokenizer``), a transformers model (with
+    ``tokenizer``), or a folder / hub name. For names, ``backend`` is ``"course"`` (the course's
+    model class; Qwen2 checkpoints only), ``"hf"`` (transformers), ``"vllm"``, or ``"auto"``:
+    vLLM when :func:`vllm_available`, else transformers."""
+    if isinstance(spec, EvalModel):
+        return spec
+    if isinstance(spec, torch.nn.Module):
+        from qcoder_lib.model import QwenForCausalLM
+
+        if tokenizer is None:
+            raise ValueError("load_eval_model: an in-memory model needs its tokenizer")
+        cls = CourseModel if isinstance(spec, QwenForCausalLM) else HFModel
+        return cls(spec, tokenizer, name or type(spec).__name__)
+    if backend == "auto":
+        backend = "vllm" if vllm_available() else "hf"
+    if backend == "course":
+        m = CourseModel.from_folder(spec)
+    elif backend == "hf":
+        m = HFModel.from_pretrained(spec)
+    elif backend == "vllm":
+        m = VLLMModel(spec)
+    else:
+        raise ValueError(f"backend {backend!r}: choose 'auto', 'course', 'hf' or 'vllm'")
+    if name:
+        m.name = name
+    return m
