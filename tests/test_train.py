@@ -14,16 +14,17 @@ import torch
 
 from qcoder_lib.model import QwenConfig, QwenForCausalLM
 from qcoder_lib.packing import pack_sequences
+from qcoder_lib.packed import next_token_targets
 from qcoder_lib.train import (
     CheckpointError,
+    ShardRows,
     TokenRows,
     TrainConfig,
     list_checkpoints,
     load_checkpoint,
     lr_at,
-    next_token_targets,
     param_groups,
-    read_metrics,
+    read_training_log,
     train,
 )
 
@@ -56,7 +57,7 @@ def packed_rows(n_docs=120, seq_len=32, seed=0):
 def cfg_for(tmp_path, name="run", **kw):
     base = {"steps": 8, "batch_size": 4, "seq_len": 32, "lr": 1e-2, "warmup_steps": 2,
             "min_lr": 1e-3, "checkpoint_every": 3, "keep_last": 2, "dtype": "fp32",
-            "out_dir": str(tmp_path / name)}
+            "progress": False, "out_dir": str(tmp_path / name)}
     base.update(kw)
     return TrainConfig(**base)
 
@@ -83,6 +84,16 @@ def test_config_errors_name_the_field():
         TrainConfig(dtype="fp8")
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="steps=-3"):
+        TrainConfig(steps=-3)
+    with pytest.raises(ValueError, match="strategy"):
+        TrainConfig(strategy="zero3")
+    cfg = TrainConfig()
+    cfg.steps = -1  # changed after construction: train() validates again
+    with pytest.raises(ValueError, match="TrainConfig.steps=-1"):
+        train(tiny_model(), packed_rows(), cfg)
+    with pytest.raises(TypeError, match="TrainConfig, not dict"):
+        train(tiny_model(), packed_rows(), {"steps": 3})
 
 
 def test_window_targets_match_packing_labels():
@@ -117,7 +128,7 @@ def test_loss_goes_down_on_a_learnable_task(tmp_path):
     first, last = res.losses[0], sum(res.losses[-5:]) / 5
     assert first > math.log(V) - 0.5  # starts near uniform over the vocabulary
     assert last < first - 1.5, (first, last)
-    recs = read_metrics(tmp_path / "run")
+    recs = read_training_log(tmp_path / "run")
     assert [r["step"] for r in recs] == list(range(1, 41))
     assert set(recs[0]) >= {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"}
     assert recs[-1]["tokens"] == 40 * 4 * 32
@@ -139,7 +150,7 @@ def test_grad_accumulation_equals_one_big_batch(tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_losses(tmp_path):
-    rows, held = packed_rows().split(0.1)
+    rows, held = packed_rows(), packed_rows(n_docs=30, seed=1)
     straight = tiny_model()
     train(straight, rows, cfg_for(tmp_path, "straight", eval_every=4), eval_data=held)
 
@@ -152,11 +163,11 @@ def test_interrupted_run_resumes_to_the_same_losses(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(model, rows, cfg, eval_data=held, on_step=crash)
     assert [s for s, _ in list_checkpoints(cfg.out_dir)] == [3]
-    assert [r["step"] for r in read_metrics(cfg.out_dir)] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in read_training_log(cfg.out_dir)] == [1, 2, 3, 4, 5]
     res = train(tiny_model(seed=123), rows, cfg, eval_data=held, resume=True)  # fresh weights
     assert res.resumed_from == 3 and res.steps == 8
 
-    a, b = read_metrics(tmp_path / "straight"), read_metrics(cfg.out_dir)
+    a, b = read_training_log(tmp_path / "straight"), read_training_log(cfg.out_dir)
     assert [r["step"] for r in b] == list(range(1, 9))  # steps 4-5 were dropped and redone
     for ra, rb in zip(a, b):  # bit for bit (fp32, CPU)
         for key in ("loss", "lr", "grad_norm", "tokens", "eval_loss"):
@@ -224,7 +235,7 @@ def test_shard_folder_feeds_training(tmp_path):
     for d in counting_docs(100):
         w.add(np.array(d), {"group": "code"})
     w.close()
-    rows = TokenRows.from_shards(tmp_path / "shards", 32)
+    rows = ShardRows(tmp_path / "shards", 32)
     assert rows.seq_len == 32 and len(rows) > 20
     res = train(tiny_model(), str(tmp_path / "shards"), cfg_for(tmp_path, steps=2))
     assert res.steps == 2 and len(res.losses) == 2
