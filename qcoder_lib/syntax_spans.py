@@ -23,23 +23,14 @@ import random
 from dataclasses import dataclass
 from functools import cache
 
-# Extension -> language name.
+from qcoder_lib.data.sources.languages import CODE_EXTENSIONS
+
+# Extension -> tree-sitter language, from the library's one extension table: C files (.c, .h)
+# are parsed with the C++ grammar, which accepts nearly all C.
 EXTENSIONS: dict[str, str] = {
-    ".py": "python",
-    ".js": "javascript",
-    ".mjs": "javascript",
-    ".cjs": "javascript",
-    ".jsx": "javascript",
-    ".ts": "typescript",
-    ".java": "java",
-    ".cc": "cpp",
-    ".cpp": "cpp",
-    ".cxx": "cpp",
-    ".hpp": "cpp",
-    ".hh": "cpp",
-    ".h": "cpp",
-    ".go": "go",
-    ".rs": "rust",
+    ext: "cpp" if lang == "c" else lang
+    for ext, lang in CODE_EXTENSIONS.items()
+    if lang in ("python", "javascript", "typescript", "java", "c", "cpp", "go", "rust")
 }
 
 # Language -> (grammar module, function returning the language pointer).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qcoder_lib.data.mix import ByteTokenizer, MixConfig, MixReport, group_streams, mix_sources
-from qcoder_lib.data.shards import DocSpan, ShardWriter, TokenShards, packed_position_ids
+from qcoder_lib.data.shards import DocSpan, ShardWriter, TokenShards
 from qcoder_lib.data.sources import Document
 
 
@@ -93,25 +93,50 @@ def test_long_documents_are_chunked_and_shards_roll_over(tmp_path):
     assert rep.source_documents["code"] == 1
 
 
-def test_tokenizer_callable_and_errors(tmp_path):
-    calls = []
-
-    def words_tok(text):
-        calls.append(text)
-        return [len(w) for w in text.split()]
-
-    rep = mix_sources(
-        {"code": stream("code", 20, 1)},
-        None,
-        tokenizer=words_tok,
-        eos_id=0,
-        config=MixConfig(weights={"code": 1.0}),
-    )
-    assert len(calls) == 20 and rep.tokenizer == "words_tok"
+def test_tokenizer_kinds_and_errors():
+    with pytest.raises(TypeError, match="function.*transformers tokenizer"):
+        mix_sources({"code": stream("code", 2, 1)}, None, tokenizer=lambda t: [1],
+                    config=MixConfig(weights={"code": 1.0}))
+    rep = mix_sources({"code": stream("code", 3, 1)}, None, tokenizer=ByteTokenizer(),
+                      config=MixConfig(weights={"code": 1.0}))
+    assert rep.tokenizer == "bytes" and rep.documents["code"] == 3
     with pytest.raises(ValueError, match="sum to 1"):
-        mix_sources(streams(), None, config=MixConfig(weights={"code": 0.7, "text": 0.2}))
+        MixConfig(weights={"code": 0.7, "text": 0.2})
+    cfg = MixConfig()
+    cfg.weights = {"code": 0.7, "text": 0.2}  # changed after construction: checked again
+    with pytest.raises(ValueError, match="sum to 1"):
+        mix_sources(streams(), None, config=cfg)
     with pytest.raises(KeyError, match="math"):
         mix_sources({"code": iter([]), "text": iter([])}, None)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("shuffle_buffer", 0), ("encode_batch", 0), ("max_doc_tokens", 0), ("max_doc_tokens", -5),
+     ("shard_tokens", 0), ("total_tokens", 0), ("shuffle_buffer", 2.5)],
+)
+def test_mix_config_names_the_bad_field(field, value):
+    with pytest.raises(ValueError, match=rf"MixConfig\.{field}="):
+        MixConfig(**{field: value})
+
+
+def test_shuffle_buffer_of_one_keeps_every_document_in_stream_order():
+    docs = list(stream("code", 12, 5))
+    rep = mix_sources({"code": iter(docs)}, None,
+                      config=MixConfig(weights={"code": 1.0}, shuffle_buffer=1, encode_batch=1))
+    # against the documents themselves: one chunk each (all < 4096 bytes), eos included
+    assert rep.documents["code"] == 12
+    assert rep.total_tokens == sum(len(d.text.encode()) + 1 for d in docs)
+
+
+def test_lone_surrogate_document_is_skipped_and_named(tmp_path):
+    docs = list(stream("code", 5, 2))
+    bad = Document("x = '\ud800'\n", "code", "bad.py", "r", "python")
+    rep = mix_sources({"code": iter(docs[:2] + [bad] + docs[2:])}, tmp_path / "s",
+                      config=MixConfig(weights={"code": 1.0}))
+    assert rep.documents["code"] == 5 and rep.skipped == Counter({"lone_surrogate": 1})
+    assert rep.skipped_examples["lone_surrogate"] == "r/bad.py (character 5)"
+    assert {s.meta["path"] for s in TokenShards(tmp_path / "s").spans()} == {d.path for d in docs}
 
 
 def test_group_streams_and_sequences(tmp_path):
@@ -125,8 +150,6 @@ def test_group_streams_and_sequences(tmp_path):
     assert [d.source for d in g["code"]] == ["code", "synthetic"] * 3
     with pytest.raises(KeyError, match="nonsense"):
         group_streams({"nonsense": iter([])})
-    pos = packed_position_ids(np.array([5, 6, 256, 7, 8, 9, 256, 1]), 256)
-    assert pos.tolist() == [0, 1, 2, 0, 1, 2, 3, 0]
     mix_sources(
         {"code": stream("code", 30, 0)}, tmp_path / "q", config=MixConfig(weights={"code": 1.0})
     )
@@ -177,6 +200,73 @@ def test_shard_writer_rolls_over_and_reader_finds_every_document(tmp_path):
 def test_token_shards_error_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not_shards"):
         TokenShards(tmp_path / "not_shards")
+
+
+def _small_shards(folder, dtype="uint32"):
+    w = ShardWriter(folder, shard_tokens=6, eos_id=9, tokenizer_name="toy", dtype=dtype)
+    for i, ids in enumerate([[1, 2, 9], [3, 4, 5, 9], [6, 9]]):
+        w.add(np.array(ids), {"path": f"d{i}"})
+    return w.close()
+
+
+def test_truncated_shard_names_the_file(tmp_path):
+    _small_shards(tmp_path / "t")
+    f = tmp_path / "t" / "shard_00001.bin"
+    f.write_bytes(f.read_bytes()[:-3])  # a copy cut short
+    with pytest.raises(ValueError, match=r"shard_00001\.bin holds 21 bytes.*24 bytes"):
+        TokenShards(tmp_path / "t")
+    f.unlink()
+    with pytest.raises(FileNotFoundError, match=r"shard_00001\.bin"):
+        TokenShards(tmp_path / "t")
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("{not json", "index.json is not valid JSON"), ("[1, 2]", "index.json holds a list"),
+     ('{"dtype": "uint32"}', r"index.json lacks \['eos_id'"),
+     ('{"dtype": "float32", "eos_id": 9, "tokenizer": "t", "shards": [], "total_tokens": 0}',
+      "dtype 'float32'"),
+     ('{"dtype": "uint32", "eos_id": 9, "tokenizer": "t", "shards": [{"file": "shard_00000.bin",'
+      ' "tokens": 3}], "total_tokens": 5}', "total_tokens=5 but the shards hold 3")],
+)
+def test_corrupt_index_names_the_file(tmp_path, text, match):
+    _small_shards(tmp_path / "c")
+    (tmp_path / "c" / "index.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        TokenShards(tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "line, match",
+    [("{oops", r"documents\.jsonl:2 is not valid JSON"),
+     ('{"shard": 0, "start": "0", "length": 3}', r"documents\.jsonl:2: expected an object"),
+     ('{"shard": 5, "start": 0, "length": 3}', r"documents\.jsonl:2: shard 5 .* outside"),
+     ('{"shard": 0, "start": 2, "length": 9}', r"documents\.jsonl:2: shard 0 start 2 .* outside")],
+)
+def test_corrupt_document_list_names_file_and_line(tmp_path, line, match):
+    _small_shards(tmp_path / "d")
+    p = tmp_path / "d" / "documents.jsonl"
+    lines = p.read_text().splitlines()
+    lines[1] = line
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=match):
+        list(TokenShards(tmp_path / "d").spans())
+
+
+def test_index_dtype_is_honoured(tmp_path):
+    for dtype, size in (("uint16", 2), ("uint32", 4), ("int64", 8)):
+        index = _small_shards(tmp_path / dtype, dtype)
+        assert index["dtype"] == dtype
+        assert (tmp_path / dtype / "shard_00000.bin").stat().st_size == 3 * size
+        shards = TokenShards(tmp_path / dtype)
+        assert shards.shard(0).dtype == np.dtype(dtype)
+        assert [shards.document_ids(s).tolist() for s in shards.spans()] == [
+            [1, 2, 9], [3, 4, 5, 9], [6, 9]]
+    with pytest.raises(ValueError, match="do not fit the shards' dtype uint16"):
+        ShardWriter(tmp_path / "x", eos_id=9, tokenizer_name="t", dtype="uint16").add(
+            np.array([70_000, 9]), {"path": "big"})
+    with pytest.raises(ValueError, match="dtype='float32'"):
+        ShardWriter(tmp_path / "y", eos_id=9, tokenizer_name="t", dtype="float32")
 
 
 def test_mix_report_shares_and_rows():

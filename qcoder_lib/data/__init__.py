@@ -2,8 +2,9 @@
 
 One concept per module:
 
-- :mod:`.sources`: code (stdlib, site-packages, folders, git checkouts, jsonl, `datasets`),
-  docs, text; every skipped file counted by reason (:class:`SourceStats`).
+- :mod:`.sources` (a package): code (stdlib, site-packages, folders, git checkouts), docs, text,
+  jsonl and `datasets` records; every skipped file counted by reason (:class:`SourceStats`).
+- :mod:`.words`: what a word is (dedup, decontamination and the engine split text alike).
 - :mod:`.synthetic`: templated programs kept only if :mod:`qcoder_lib.sandbox` runs them.
 - :mod:`.math_problems`: math problems whose answers are verified by execution.
 - :mod:`.filters`: StarCoder/Qwen-style quality rules.
@@ -18,8 +19,9 @@ from qcoder_lib.data.build import BuildConfig, BuildReport, build_corpus, profil
 from qcoder_lib.data.decontam import NGramIndex, decontaminate, default_eval_items
 from qcoder_lib.data.dedup import dedup_documents
 from qcoder_lib.data.filters import FilterConfig, drop_reason, filter_documents
+from qcoder_lib.data.math_problems import math_documents
 from qcoder_lib.data.mix import QWEN_MIX, ByteTokenizer, MixConfig, group_streams, mix_sources
-from qcoder_lib.data.shards import TokenShards, packed_position_ids
+from qcoder_lib.data.shards import TokenShards
 from qcoder_lib.data.sources import (
     Document,
     SourceStats,
@@ -27,7 +29,6 @@ from qcoder_lib.data.sources import (
     dataset_documents,
     docs_documents,
     jsonl_documents,
-    math_documents,
     read_jsonl,
     text_documents,
 )
@@ -57,7 +58,6 @@ __all__ = [
     "jsonl_documents",
     "math_documents",
     "mix_sources",
-    "packed_position_ids",
     "profile_config",
     "read_jsonl",
     "synthetic_documents",

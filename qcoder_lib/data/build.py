@@ -47,7 +47,7 @@ class BuildConfig:
     num_perm: int = 128  # MinHash permutations
     filters: FilterConfig = field(default_factory=FilterConfig)  # filter thresholds
     mix: MixConfig = field(default_factory=MixConfig)  # mix weights, seed, shard size
-    seed: int = 0  # seeds the generators (math, synthetic) and the mix
+    seed: int = 0  # seeds the generators (math, synthetic) and near-dedup (the mix: mix.seed)
 
 
 def profile_config(profile: str | None = None, **overrides) -> BuildConfig:
@@ -92,7 +92,7 @@ class BuildReport:
                 {
                     "source": s,
                     "read": st.seen,
-                    "skipped": sum(st.skipped.values()),
+                    "skipped": sum(st.skipped.values()) + self.dedup.unencodable[s],
                     "filtered": self.filters.seen[s] - self.filters.kept[s],
                     "duplicates": self.dedup.exact[s] + self.dedup.near[s],
                     "contaminated": self.decontam.by_source[s],
@@ -115,8 +115,17 @@ class BuildReport:
             for s in SOURCES
             if self.sources[s].skipped
         )
+        unenc = ", ".join(f"{s} {n}" for s, n in sorted(self.dedup.unencodable.items()))
+        if unenc:
+            skips = f"{skips}; " if skips else ""
+            skips += f"lone surrogate (unencodable): {unenc}"
         if skips:
             lines.append(f"skipped by reason: {skips}")
+        if self.mix and self.mix.skipped:
+            lines.append(
+                "not mixed: "
+                + ", ".join(f"{r} {n}" for r, n in self.mix.skipped.most_common())
+            )
         if self.mix:
             mix = ", ".join(
                 f"{r['group']} {r['achieved']:.1%} (target {r['target']:.0%})"
@@ -128,28 +137,56 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def source_streams(cfg: BuildConfig, report: BuildReport, code_roots=None) -> dict:
-    """The five raw sources for ``cfg`` (lazy), counting into ``report.sources``."""
+def source_streams(
+    cfg: BuildConfig,
+    report: BuildReport,
+    code_roots=None,
+    *,
+    shard: tuple[int, int] | None = None,
+) -> dict:
+    """The five raw sources for ``cfg`` (lazy), counting into ``report.sources``.
+
+    ``shard=(rank, world_size)`` gives one parallel task's share (the datatrove engine's
+    tasks): every ``world_size``-th file, package README or docstring module, caps divided
+    (rounded up) between the tasks, and the generators (synthetic, math) seeded per task so that
+    tasks make different programs and problems."""
     st = report.sources
+    if shard is None:
+        rank, w = 0, 1
+        gen_seed = cfg.seed
+    else:
+        rank, w = shard
+        if not (isinstance(w, int) and w >= 1 and 0 <= rank < w):
+            raise ValueError(f"shard={shard!r}: expected (rank, world_size) with 0 <= rank < size")
+        gen_seed = cfg.seed * 1000 + rank
+
+    def per(n):  # this task's share of a cap: ceil(n / w)
+        return None if n is None else -(-n // w)
+
+    docs = docs_documents(max_docs=cfg.docs, stats=st["docs"])
     return {
         "code": code_documents(
             code_roots,
-            max_files=cfg.code_files,
-            max_files_per_repo=cfg.code_files_per_repo,
+            max_files=per(cfg.code_files),
+            max_files_per_repo=per(cfg.code_files_per_repo),
             max_bytes=cfg.max_file_bytes,
             stats=st["code"],
+            shard=shard,
         ),
         "synthetic": synthetic_documents(
-            cfg.synthetic_programs,
-            cfg.seed,
+            per(cfg.synthetic_programs),
+            gen_seed,
             bug_rate=cfg.synthetic_bug_rate,
             report=report.synthetic,
             stats=st["synthetic"],
+            workers=None if shard is None else 1,
         ),
-        "docs": docs_documents(max_docs=cfg.docs, stats=st["docs"]),
+        "docs": docs if shard is None else (d for i, d in enumerate(docs) if i % w == rank),
         # package READMEs are already in docs: text takes data_samples/ and docstrings
-        "text": text_documents(max_docs=cfg.text_docs, include_packages=False, stats=st["text"]),
-        "math": math_documents(cfg.math_problems, cfg.seed, stats=st["math"]),
+        "text": text_documents(
+            max_docs=per(cfg.text_docs), include_packages=False, stats=st["text"], shard=shard
+        ),
+        "math": math_documents(per(cfg.math_problems), gen_seed, stats=st["math"]),
     }
 
 
@@ -183,23 +220,26 @@ def build_corpus(
     code_roots=None,
     extra_sources: dict | None = None,
     index: NGramIndex | None = None,
-    show_summary: bool = True,
+    verbose: bool = False,
+    progress: bool = False,
 ) -> BuildReport:
     """Build the corpus into ``out_dir`` (token shards; ``None``: count only) and return the
     report (``report.table()`` is the summary). ``extra_sources`` adds documents to a source's
-    stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads. The summary table
-    is printed at the end unless ``show_summary=False``."""
+    stream (e.g. ``{"code": [planted_doc]}``), ahead of what the source reads. ``config`` is not
+    changed. ``verbose`` prints the summary table at the end; ``progress`` shows a tqdm bar of
+    the tokens mixed. Nothing is printed otherwise."""
     cfg = config or profile_config()
-    cfg.mix.seed = cfg.seed
     report = BuildReport()
     t0 = time.perf_counter()
     raw = source_streams(cfg, report, code_roots)
     for src, docs in (extra_sources or {}).items():
         raw[src] = _chain(docs, raw[src])
     streams = group_streams(clean_streams(raw, cfg, report, index))
-    report.mix = mix_sources(streams, out_dir, tokenizer=tokenizer, config=cfg.mix)
+    report.mix = mix_sources(
+        streams, out_dir, tokenizer=tokenizer, config=cfg.mix, progress=progress
+    )
     report.seconds = time.perf_counter() - t0
-    if show_summary:
+    if verbose:
         print(report.table())
     return report
 

@@ -14,21 +14,14 @@ a HumanEval solution and in networkx): a 10-gram rule trades such false positive
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qcoder_lib.data.sources import Document, SourceStats, read_jsonl
+from qcoder_lib.data.words import words
 from qcoder_lib.io import resource_path
-
-WORD = re.compile(r"\w+")
-
-
-def words(text: str) -> list[str]:
-    """Lower-cased ``\\w+`` words of ``text``."""
-    return WORD.findall(text.lower())
 
 
 def word_ngrams(text: str, n: int = 10) -> Iterator[str]:

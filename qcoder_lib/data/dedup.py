@@ -10,16 +10,14 @@ document of a near-duplicate cluster is kept (StarCoder used 5-grams, Jaccard 0.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from qcoder_lib.data.sources import Document
-
-WORD = re.compile(r"\w+")
+from qcoder_lib.data.sources import Document, lone_surrogate
+from qcoder_lib.data.words import words
 
 
 def content_hash(text: str) -> str:
@@ -30,10 +28,10 @@ def content_hash(text: str) -> str:
 def shingles(text: str, n: int = 5) -> set[str]:
     """The set of word ``n``-grams of ``text`` (lower-cased ``\\w+`` words); a text shorter than
     ``n`` words gives its words joined as one shingle."""
-    words = WORD.findall(text.lower())
-    if len(words) < n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+    w = words(text)
+    if len(w) < n:
+        return {" ".join(w)} if w else set()
+    return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 @dataclass
@@ -44,7 +42,8 @@ class DedupReport:
     kept: int = 0  # documents out
     exact: Counter = field(default_factory=Counter)  # source -> exact duplicates removed
     near: Counter = field(default_factory=Counter)  # source -> near duplicates removed
-    examples: list = field(default_factory=list)  # (kind, removed "repo/path", kept "repo/path")
+    unencodable: Counter = field(default_factory=Counter)  # source -> lone-surrogate docs skipped
+    examples: list = field(default_factory=list)  # (kind, removed "repo/path", kept or why)
     max_examples: int = 10  # examples remembered
 
     def note(self, kind: str, removed: Document, kept_key: str) -> None:
@@ -119,7 +118,9 @@ def dedup_documents(
     near_index: NearDedup | None = None,
 ) -> Iterator[Document]:
     """Yield each document unless it is an exact (or, with ``near``, a near) duplicate of an
-    earlier one; removals are counted in ``report``. Streaming: only hashes are kept.
+    earlier one; removals are counted in ``report``. Streaming: only hashes are kept. A document
+    holding a lone surrogate (no UTF-8 bytes to hash) is skipped and counted in
+    ``report.unencodable`` with its ``repo/path``.
 
     Pass ``exact_index`` / ``near_index`` to share what has been seen across several streams
     (the corpus build does, so that a file is a duplicate whichever source it came from).
@@ -135,6 +136,14 @@ def dedup_documents(
         )
     for d in docs:
         report.seen += 1
+        at = lone_surrogate(d.text)
+        if at is not None:  # no UTF-8 bytes to hash: skipped, counted, named
+            report.unencodable[d.source] += 1
+            if len(report.examples) < report.max_examples:
+                report.examples.append(
+                    ("unencodable", f"{d.repo}/{d.path}", f"lone surrogate at character {at}")
+                )
+            continue
         first = exact.is_duplicate(d)
         if first is not None:
             report.note("exact", d, first)

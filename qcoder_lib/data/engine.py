@@ -32,8 +32,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,10 +54,9 @@ from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from qcoder_lib.data.build import BuildConfig
+from qcoder_lib.data.build import SOURCES, BuildConfig, BuildReport, source_streams
 from qcoder_lib.data.sources import Document
-
-WORD = re.compile(r"\w+")
+from qcoder_lib.data.words import words
 
 
 class RegexWordTokenizer(WordTokenizer):
@@ -68,7 +67,7 @@ class RegexWordTokenizer(WordTokenizer):
 
     def word_tokenize(self, text: str) -> list[str]:
         """The ``\\w+`` words of ``text``, in order (case kept)."""
-        return WORD.findall(text)
+        return words(text, lower=False)
 
     def sent_tokenize(self, text: str) -> list[str]:
         """The non-blank lines of ``text`` (a line of code stands for a sentence)."""
@@ -105,50 +104,22 @@ def from_datatrove(d: DTDocument) -> Document:
 
 class CourseSourceReader(PipelineStep):
     """Reads the course's sources (``code``, ``synthetic``, ``docs``, ``text``, ``math``), this
-    task's share of each: files / programs / problems ``i`` with ``i % world_size == rank``."""
+    task's share of each, from :func:`qcoder_lib.data.build.source_streams` with
+    ``shard=(rank, world_size)``: the same streams the plain build reads."""
 
     type = "📖 - READER"
     name = "📚 course sources"
 
-    def __init__(self, sources: tuple, config: dict):
+    def __init__(self, sources: tuple, build: BuildConfig):
         super().__init__()
-        self.sources, self.config = tuple(sources), config  # config: BuildConfig fields
+        self.sources, self.build = tuple(sources), build
+        unknown = [s for s in self.sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown course source(s) {unknown}; known: {SOURCES}")
 
     def documents(self, source: str, rank: int, world_size: int) -> Iterator[Document]:
         """The course documents of one source for this task."""
-        from qcoder_lib.data import sources
-        from qcoder_lib.data.math_problems import math_documents
-        from qcoder_lib.data.synthetic import synthetic_documents
-
-        c, w = self.config, world_size
-
-        def per(n):  # this task's share of a cap: ceil(n / w)
-            return None if n is None else -(-n // w)
-
-        if source == "code":
-            return sources.code_documents(
-                max_files=per(c["code_files"]),
-                max_files_per_repo=per(c["code_files_per_repo"]),
-                max_bytes=c["max_file_bytes"],
-                shard=(rank, w),
-            )
-        if source == "text":
-            return sources.text_documents(
-                max_docs=per(c["text_docs"]), include_packages=False, shard=(rank, w)
-            )
-        if source == "synthetic":  # seed per task: programs differ between tasks
-            return synthetic_documents(
-                per(c["synthetic_programs"]),
-                c["seed"] * 1000 + rank,
-                bug_rate=c["synthetic_bug_rate"],
-                workers=1,
-            )
-        if source == "math":
-            return math_documents(per(c["math_problems"]), c["seed"] * 1000 + rank)
-        if source == "docs":
-            docs = sources.docs_documents(max_docs=c["docs"])
-            return (d for i, d in enumerate(docs) if i % w == rank)
-        raise ValueError(f"unknown course source {source!r}")
+        return source_streams(self.build, BuildReport(), shard=(rank, world_size))[source]
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         """Pass ``data`` through, then yield this task's documents of each source as datatrove
@@ -285,7 +256,6 @@ def engine_stages(
     here."""
     w = Path(work_dir)
     executor_cls = executor_cls or QuietLocalExecutor
-    cfg = {k: v for k, v in asdict(build).items() if k not in ("filters", "mix")}
     fcfg = dict(asdict(build.filters))
     mh = minhash_config(ec)
     local = issubclass(executor_cls, LocalPipelineExecutor)
@@ -299,7 +269,7 @@ def engine_stages(
             "1 read, filter, decontaminate, sign",
             executor_cls(
                 pipeline=[
-                    CourseSourceReader(ec.sources, cfg),
+                    CourseSourceReader(ec.sources, build),
                     CourseQualityFilter(fcfg),
                     CourseDecontamFilter(),
                     ParquetWriter(str(w / "filtered"), output_filename="${rank}.parquet"),
@@ -370,24 +340,28 @@ def _stats(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def _label(step_cls) -> str:
+    """The name datatrove files a step's stats under (``"<type>: <name>"``)."""
+    return f"{step_cls.type}: {step_cls.name}"
+
+
 def engine_counts(work_dir: str | Path) -> dict:
     """What the engine did, from the executors' own ``stats.json``: documents read per source,
-    dropped per quality rule, contaminated, near duplicates removed, and kept per source."""
+    dropped per quality rule, contaminated, near duplicates removed, and kept per source. Steps
+    are found by their class's stats label, never by a display-name fragment."""
     w = Path(work_dir)
     out = {"read": {}, "filtered": {}, "contaminated": 0, "near_duplicates": 0, "kept": {}}
     for step in _stats(w / "logs" / "1" / "stats.json"):
         st = step.get("stats", {})
-        if "course sources" in step["name"]:
+        if step["name"] == _label(CourseSourceReader):
             out["read"] = {k[5:]: _n(v) for k, v in st.items() if k.startswith("read_")}
-        if "quality" in step["name"]:
+        elif step["name"] == _label(CourseQualityFilter):
             out["filtered"] = {k[8:]: _n(v) for k, v in st.items() if k.startswith("dropped_")}
-        if "decontamination" in step["name"]:
+        elif step["name"] == _label(CourseDecontamFilter):
             out["contaminated"] = _n(st.get("dropped"))
     for step in _stats(w / "logs" / "4" / "stats.json"):
-        if "stage 4" in step["name"]:
+        if step["name"] == _label(MinhashDedupFilter):
             out["near_duplicates"] = _n(step.get("stats", {}).get("dropped"))
-    from collections import Counter
-
     out["kept"] = dict(Counter(d.source for d in engine_documents(w)))
     return out
 

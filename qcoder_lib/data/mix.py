@@ -6,11 +6,13 @@ of the target. Long documents are cut into chunks of at most ``max_doc_tokens`` 
 bounds that error. Each group is shuffled through a seeded buffer (streaming: only the buffers
 are in memory), so the same seed gives the same shards, byte for byte.
 
-Tokens are counted with the tokenizer you pass (a transformers tokenizer, encoded with
-:func:`qcoder_lib.tokenizer.encode_data_batch` so that special-token strings inside data stay
-text; anything with ``encode_batch``/``encode``; or a callable) or, with none, with
-:class:`ByteTokenizer`: one token per UTF-8 byte, a proxy that over-counts a BPE tokenizer's
-tokens by about 3-4x for code but keeps the proportions honest.
+Tokens are counted with the tokenizer you pass, a transformers tokenizer (the course's, or
+Qwen2.5-Coder's), encoded with :func:`qcoder_lib.tokenizer.encode_data_batch` so that
+special-token strings inside data stay text, its end-of-text id from
+:func:`qcoder_lib.tokenizer.special_id`; or, with none, with :class:`ByteTokenizer`: one token
+per UTF-8 byte, a proxy that over-counts a BPE tokenizer's tokens by about 3-4x for code but
+keeps the proportions honest. A document that holds a lone surrogate (no UTF-8 bytes) is skipped
+and counted, never an error halfway through a build.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from qcoder_lib.data.shards import ShardWriter
-from qcoder_lib.data.sources import Document
+from qcoder_lib.data.sources import Document, lone_surrogate
+from qcoder_lib.tokenizer import ENDOFTEXT, encode_data_batch, special_id
 
 QWEN_MIX = {"code": 0.7, "text": 0.2, "math": 0.1}  # the report's 70/20/10 token mix
 # Which mix group each document source belongs to.
@@ -35,7 +39,6 @@ SOURCE_GROUPS = {
     "text": "text",
     "math": "math",
 }
-ENDOFTEXT_ID = 151643  # <|endoftext|> in Qwen2.5's vocabulary
 
 
 class ByteTokenizer:
@@ -51,52 +54,31 @@ class ByteTokenizer:
 
 
 class _Encoder:
-    """Adapts a tokenizer (``tokenizers.Tokenizer``, a transformers tokenizer, anything with
-    ``encode``, or a callable text -> ids) to ``encode_batch(texts) -> list of uint32 arrays``."""
+    """The tokenizer the mix counts with: ``None`` (a :class:`ByteTokenizer`), a
+    :class:`ByteTokenizer`, or a transformers tokenizer with ``<|endoftext|>``."""
 
-    def __init__(self, tokenizer, eos_id: int | None):
-        self.tok = tokenizer if tokenizer is not None else ByteTokenizer()
-        t = self.tok
-        name = str(
-            getattr(t, "name", None)
-            or getattr(t, "name_or_path", None)
-            or getattr(t, "__name__", None)
-            or type(t).__name__
-        )
-        self.name = Path(name).name if "/" in name else name  # never an absolute path
-        if eos_id is None:
-            eos_id = getattr(t, "eos_id", None)
-        if eos_id is None and hasattr(t, "token_to_id"):
-            eos_id = t.token_to_id("<|endoftext|>")
-        if eos_id is None and hasattr(t, "convert_tokens_to_ids"):
-            eos_id = t.convert_tokens_to_ids("<|endoftext|>")
-        self.eos_id = int(eos_id if eos_id is not None else ENDOFTEXT_ID)
+    def __init__(self, tokenizer):
+        if tokenizer is None or isinstance(tokenizer, ByteTokenizer):
+            self.tok = tokenizer or ByteTokenizer()
+            self.name, self.eos_id = self.tok.name, self.tok.eos_id
+            return
+        from transformers import PreTrainedTokenizerBase
+
+        if not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise TypeError(
+                f"mix tokenizer is a {type(tokenizer).__name__}: pass a transformers tokenizer "
+                "(e.g. qcoder_lib.tokenizer.course_tokenizer()), a ByteTokenizer, or None"
+            )
+        self.tok = tokenizer
+        name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+        self.name = Path(name).name  # never an absolute path
+        self.eos_id = special_id(tokenizer, ENDOFTEXT)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
-        t = self.tok
-        if isinstance(t, ByteTokenizer):
-            return t.encode_batch(texts)
-        if hasattr(t, "backend_tokenizer") or hasattr(t, "added_tokens_decoder"):
-            # a transformers tokenizer: encode as data, so "<|endoftext|>" in a file stays text
-            from qcoder_lib.tokenizer import encode_data_batch
-
-            return [np.asarray(ids, dtype=np.uint32) for ids in encode_data_batch(t, texts)]
-        if hasattr(t, "encode_batch"):
-            out = t.encode_batch(texts)
-            out = [getattr(e, "ids", e) for e in out]
-        elif hasattr(t, "encode"):
-            try:
-                out = [t.encode(x, add_special_tokens=False) for x in texts]
-            except TypeError:
-                out = [t.encode(x) for x in texts]
-            out = [getattr(e, "ids", e) for e in out]
-        elif callable(t):
-            out = [t(x) for x in texts]
-        else:
-            raise TypeError(
-                f"tokenizer {type(t).__name__} has no encode_batch/encode and is not callable"
-            )
-        return [np.asarray(ids, dtype=np.uint32) for ids in out]
+        """Each text's ids as a ``uint32`` array (encoded as data, no special ids)."""
+        if isinstance(self.tok, ByteTokenizer):
+            return self.tok.encode_batch(texts)
+        return [np.asarray(ids, dtype=np.uint32) for ids in encode_data_batch(self.tok, texts)]
 
 
 @dataclass
@@ -111,6 +93,27 @@ class MixConfig:
     shard_tokens: int = 1 << 24  # tokens per shard file
     encode_batch: int = 64  # documents encoded at a time
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value cannot make a corpus
+        (``shuffle_buffer`` 1 means no shuffling; 0 would hold no document)."""
+        for name in ("shuffle_buffer", "max_doc_tokens", "shard_tokens", "encode_batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"MixConfig.{name}={v!r}: must be an integer >= 1")
+        t = self.total_tokens
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ValueError(f"MixConfig.total_tokens={t!r}: must be None or an integer >= 1")
+        if not isinstance(self.weights, dict) or not self.weights:
+            raise ValueError(f"MixConfig.weights={self.weights!r}: must be a dict group -> share")
+        bad = {g: w for g, w in self.weights.items() if not isinstance(w, (int, float)) or w < 0}
+        if bad:
+            raise ValueError(f"MixConfig.weights: shares {bad} must be numbers >= 0")
+        if abs(sum(self.weights.values()) - 1.0) > 1e-6:
+            raise ValueError(f"MixConfig.weights={self.weights} must sum to 1")
+
 
 @dataclass
 class MixReport:
@@ -122,6 +125,8 @@ class MixReport:
     source_tokens: Counter = field(default_factory=Counter)  # document source -> tokens
     source_documents: Counter = field(default_factory=Counter)  # document source -> documents
     bytes_in: int = 0  # UTF-8 bytes of the documents written
+    skipped: Counter = field(default_factory=Counter)  # reason -> documents not encoded
+    skipped_examples: dict = field(default_factory=dict)  # reason -> first "repo/path (why)"
     stopped_by: str = ""  # "total_tokens" or "<group> ran out"
     tokenizer: str = ""  # name of the tokenizer that counted tokens
     seconds: float = 0.0  # wall time
@@ -155,8 +160,8 @@ class MixReport:
 class _Buffered:
     """A group's stream behind a seeded shuffle buffer of encoded chunks."""
 
-    def __init__(self, docs: Iterable[Document], enc: _Encoder, cfg: MixConfig, rng):
-        self.it, self.enc, self.cfg, self.rng = iter(docs), enc, cfg, rng
+    def __init__(self, docs: Iterable[Document], enc: _Encoder, cfg: MixConfig, rng, report):
+        self.it, self.enc, self.cfg, self.rng, self.report = iter(docs), enc, cfg, rng, report
         self.buf: list[tuple[np.ndarray, Document, int]] = []
         self.done = False
 
@@ -168,6 +173,13 @@ class _Buffered:
                 if d is None:
                     self.done = True
                     break
+                at = lone_surrogate(d.text)
+                if at is not None:  # no UTF-8 bytes: cannot be tokenized or written
+                    self.report.skipped["lone_surrogate"] += 1
+                    self.report.skipped_examples.setdefault(
+                        "lone_surrogate", f"{d.repo}/{d.path} (character {at})"
+                    )
+                    continue
                 batch.append(d)
             if not batch:
                 break
@@ -177,7 +189,7 @@ class _Buffered:
                     self.buf.append((ids[s : s + step], d, part))
 
     def draw(self):
-        if len(self.buf) < self.cfg.shuffle_buffer // 2:
+        if len(self.buf) < max(1, self.cfg.shuffle_buffer // 2):
             self._fill()
         if not self.buf:
             return None
@@ -191,33 +203,33 @@ def mix_sources(
     out_dir: str | Path | None = None,
     *,
     tokenizer=None,
-    eos_id: int | None = None,
     config: MixConfig | None = None,
+    progress: bool = False,
 ) -> MixReport:
     """Mix one document stream per group (``{"code": ..., "text": ..., "math": ...}``) to the
     token shares in ``config.weights`` and write token shards to ``out_dir`` (``None``: count
     only). Stops at ``config.total_tokens`` or when the next group to draw from runs out.
-    Deterministic for ``config.seed``; the returned report gives the achieved shares."""
+    Deterministic for ``config.seed``; the returned report gives the achieved shares.
+    ``progress`` shows a tqdm bar of the tokens written (on stderr)."""
     cfg = config or MixConfig()
+    cfg.validate()  # again: fields may have been changed since construction
     weights = {g: float(w) for g, w in cfg.weights.items() if w > 0}
-    if abs(sum(weights.values()) - 1.0) > 1e-6:
-        raise ValueError(f"mix weights {cfg.weights} must sum to 1")
     missing = [g for g in weights if g not in streams]
     if missing:
         raise KeyError(
             f"mix group(s) {missing} have a weight but no stream (streams: {list(streams)})"
         )
-    enc = _Encoder(tokenizer, eos_id)
-    ss = np.random.SeedSequence(cfg.seed)
-    bufs = {
-        g: _Buffered(streams[g], enc, cfg, np.random.default_rng(child))
-        for g, child in zip(weights, ss.spawn(len(weights)))
-    }
+    enc = _Encoder(tokenizer)
     report = MixReport(
         target=weights,
         tokenizer=enc.name,
         out_dir=Path(out_dir).name if out_dir is not None else "",
     )
+    ss = np.random.SeedSequence(cfg.seed)
+    bufs = {
+        g: _Buffered(streams[g], enc, cfg, np.random.default_rng(child), report)
+        for g, child in zip(weights, ss.spawn(len(weights)))
+    }
     writer = (
         ShardWriter(
             out_dir, shard_tokens=cfg.shard_tokens, eos_id=enc.eos_id, tokenizer_name=enc.name
@@ -226,6 +238,9 @@ def mix_sources(
         else None
     )
     eos = np.array([enc.eos_id], dtype=np.uint32)
+    bar = tqdm(
+        total=cfg.total_tokens, unit="tok", unit_scale=True, desc="mix", disable=not progress
+    )
     t0 = time.perf_counter()
     while True:
         if cfg.total_tokens is not None and report.total_tokens >= cfg.total_tokens:
@@ -239,6 +254,7 @@ def mix_sources(
         ids, d, part = item
         ids = np.concatenate([ids, eos])
         report.tokens[g] += len(ids)
+        bar.update(len(ids))
         report.documents[g] += 1
         report.source_tokens[d.source] += len(ids)
         if part == 0:
@@ -248,6 +264,7 @@ def mix_sources(
             writer.add(
                 ids, {"group": g, "source": d.source, "repo": d.repo, "path": d.path, "part": part}
             )
+    bar.close()
     report.seconds = time.perf_counter() - t0
     if writer is not None:
         writer.close({"mix": report.rows(), "stopped_by": report.stopped_by, "seed": cfg.seed})
