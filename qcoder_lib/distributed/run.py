@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             (out / "result.json").write_text(json.dumps({
                 "losses": res.losses, "steps": res.steps, "world_size": res.world_size,
                 "strategy": res.strategy, "resumed_from": res.resumed_from,
-                "tokens": res.tokens, "seconds": res.seconds}, indent=1), encoding="utf-8")
+                "tokens": res.tokens, "seconds": res.seconds,
+                "state_bytes_rank0": res.state_bytes}, indent=1), encoding="utf-8")
             print(f"rank 0: {res.strategy} on {res.world_size} rank(s), {res.steps} steps, "
                   f"loss {res.losses[0] if res.losses else float('nan'):.4f} -> "
                   f"{res.losses[-1] if res.losses else float('nan'):.4f}")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from qcoder_lib.distributed.checkpoint import gather_full_model, load_distributed, save_distributed
+from qcoder_lib.distributed.memory import measured_state_bytes
 from qcoder_lib.distributed.strategy import (
     DistInfo,
     current_info,
@@ -55,6 +56,7 @@ class DistributedResult:
     world_size: int  # ranks that trained
     strategy: str  # "single", "ddp" or "fsdp2"
     final_dir: Path | None  # the HF folder (rank 0 only)
+    state_bytes: dict | None = None  # weights/grads/optimizer bytes this rank held at the end
 
 
 def _grad_norm(model, max_norm: float) -> float:
@@ -162,7 +164,8 @@ def train_distributed(model: torch.nn.Module, train_data, config, strategy: str 
                     shutil.rmtree(old)
         if on_step is not None:
             on_step(record)
+    held = measured_state_bytes(model, optimizer)
     single = gather_full_model(model, info)  # a collective: every rank takes part
     final = save_final(single, out / "final") if single is not None else None
     return DistributedResult(step, losses, tokens, time.perf_counter() - t_start, resumed_from,
-                             info.world_size, strategy, final)
+                             info.world_size, strategy, final, held)
