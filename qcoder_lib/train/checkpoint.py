@@ -72,6 +72,13 @@ def save_checkpoint(folder, model, optimizer, state: dict) -> Path:
     from qcoder_lib.model.hf_interop import to_hf
 
     folder = Path(folder)
+    step = state.get("step", "?")
+    need = checkpoint_bytes(model)
+    if folder.parent.is_dir() and shutil.disk_usage(folder.parent).free < need:
+        raise CheckpointError(
+            f"disk full while saving checkpoint {step} in {folder.parent} (about "
+            f"{need / 1e6:.1f} MB needed, {shutil.disk_usage(folder.parent).free / 1e6:.1f} MB "
+            "free); the previous checkpoints are intact, free space and resume")
     try:
         with atomic_dir(folder) as tmp:
             to_hf(model, tmp)  # config.json + model.safetensors: loadable on its own
@@ -81,7 +88,7 @@ def save_checkpoint(folder, model, optimizer, state: dict) -> Path:
     except (OSError, RuntimeError) as e:
         if _is_disk_full(e):
             raise CheckpointError(
-                f"disk full while saving checkpoint {state.get('step', '?')} in {folder.parent} "
+                f"disk full while saving checkpoint {step} in {folder.parent} "
                 f"({e}); the previous checkpoints are intact, free space and resume") from e
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write checkpoint {folder} ({e})") from e
@@ -89,11 +96,16 @@ def save_checkpoint(folder, model, optimizer, state: dict) -> Path:
     return folder
 
 
+# torch.save reports a short write without an errno, with one of these messages
+_TORCH_WRITE_ERRORS = ("No space left on device", "file write failed", "iostream error",
+                       "unexpected pos")
+
+
 def _is_disk_full(e: BaseException) -> bool:
     while e is not None:  # torch.save wraps the OSError in a RuntimeError
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if "No space left on device" in str(e) or "file write failed" in str(e):
+        if any(m in str(e) for m in _TORCH_WRITE_ERRORS):
             return True
         e = e.__cause__ or e.__context__
     return False
