@@ -15,10 +15,12 @@ from qcoder_lib.data.sources import SourceStats
 from qcoder_lib.data.synthetic import (
     BUGS,
     TEMPLATES,
+    Program,
     SyntheticReport,
     generate_programs,
     plant_bug,
     rejection_reason,
+    split_checks,
     synthetic_documents,
 )
 from qcoder_lib.sandbox import run_code, run_many
@@ -45,7 +47,7 @@ def test_executor_keeps_only_passing_programs():
     )
     assert rep.rejected, "a 60% bug rate must produce rejections"
     assert all(
-        r.split(":")[0] in {"failed", "timeout", "memory", "crashed", "killed"}
+        r.split(":")[0] in {"failed", "no_tests", "timeout", "memory", "crashed", "killed"}
         for r in rep.rejected
     )
     # every kept program really passes when run again; planted syntax errors are never kept
@@ -73,8 +75,6 @@ def test_math_documents_deterministic_and_counted():
 
 
 def test_own_programs_replace_the_templates():
-    from qcoder_lib.data.synthetic import Program
-
     progs = [
         Program("model", "def f():\n    return 1\n\nassert f() == 1\n"),
         Program("model", "def f():\n    return 1\n\nassert f() == 2\n"),
@@ -118,3 +118,43 @@ def test_rejection_reason_names_the_exception_or_the_exit_code():
         "failed: SyntaxError",
     ]
     assert rejection_reason(run_code("while True: pass", timeout_s=0.5)) == "timeout"
+
+
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+
+
+def test_programs_whose_checks_never_ran_are_dropped_by_reason():
+    # issue 19 item 10: three wrong programs that a plain run passes (exit status 0)
+    progs = [
+        Program("ok", "def add(a, b):\n    return a + b\n\nassert add(1, 2) == 3\n"),
+        Program("exit", "import sys\n" + WRONG_ADD + "sys.exit(0)\nassert add(1, 2) == 3\n"),
+        Program("os_exit", "import os\n" + WRONG_ADD + "os._exit(0)\nassert add(1, 2) == 3\n"),
+        Program("guard", WRONG_ADD + "if __name__ == '__main__':\n    assert add(1, 2) == 3\n"),
+        Program("tests_exit", WRONG_ADD, tests="import sys\nsys.exit(0)\nassert add(1, 2) == 3\n"),
+    ]
+    assert all(run_code(p.text, timeout_s=10).passed for p in progs[1:4])  # what fooled run_code
+    rep, stats = SyntheticReport(), SourceStats()
+    docs = list(synthetic_documents(10, programs=progs, report=rep, stats=stats, workers=2,
+                                    timeout_s=10))
+    assert [d.meta["template"] for d in docs] == ["ok"]
+    assert dict(rep.rejected) == {
+        "failed: SystemExit": 2,
+        "failed: exited before the tests finished": 1,
+        "no_tests": 1,
+    }
+    assert stats.skipped["no_tests"] == 1 and stats.examples["no_tests"] == ["guard/000003.py"]
+
+
+def test_split_checks_takes_top_level_asserts_only():
+    code = (
+        "import sys\n# helper\ndef f(x):\n    assert x > 0\n    return x\n\n"
+        "assert f(1) == 1\nassert (f(2)\n        == 2)\n"
+        "if __name__ == '__main__':\n    assert f(3) == 3\n"
+    )
+    sol, tests = split_checks(code)
+    assert tests == "assert f(1) == 1\nassert (f(2)\n        == 2)\n"
+    assert sol == code.replace(tests, "")  # nothing lost, nothing reordered
+    assert split_checks("def f(:\n") == ("def f(:\n", "")
+    p = generate_programs(1, seed=0)[0]
+    assert p.tests.startswith("assert ") and p.text == p.code + "\n\n" + p.tests
+    assert split_checks(p.text)[1] == p.tests

@@ -5,13 +5,18 @@ generator is a set of templates (small functions with a docstring), filled with 
 constants; each program carries asserts whose expected values come from an independent
 reference implementation in the generator. To show the executor doing its job, a share of the
 programs get a planted bug, the kind a model writes (wrong operator, off-by-one, missing colon,
-endless loop, undefined name, runaway memory). Every program runs in :mod:`qcoder_lib.sandbox`;
-only ``passed`` ones become documents, and the report counts rejections by reason (sandbox
+endless loop, undefined name, runaway memory). Every program runs in :mod:`qcoder_lib.sandbox`
+with :func:`~qcoder_lib.sandbox.check_program`: the function as the solution, its asserts as the
+tests. A program is kept only when the token-checked harness confirms that the tests ran to
+completion and that at least one assert executed (status ``passed``): a ``sys.exit(0)`` or
+``os._exit(0)`` before the asserts, or asserts behind an ``if __name__ == "__main__":`` guard,
+get it dropped (``failed`` / ``no_tests``). The report counts rejections by reason (sandbox
 status and exception type) and by planted bug, including bugs the tests did not catch.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
 import random
 import re
@@ -27,8 +32,36 @@ class Program:
     """One generated program."""
 
     template: str  # template name
-    code: str  # function + asserts
+    code: str  # the function (or, with tests="", function and top-level asserts together)
     bug: str = ""  # planted bug kind ("" when none)
+    tests: str = ""  # the asserts, run after the code; "" -> split from code (split_checks)
+
+    @property
+    def text(self) -> str:
+        """The document text: the code, then the tests."""
+        return f"{self.code}\n\n{self.tests}" if self.tests else self.code
+
+
+def split_checks(code: str) -> tuple[str, str]:
+    """``(solution, tests)`` of a program written as one file: its top-level ``assert``
+    statements are the tests, everything else (including asserts inside functions or behind an
+    ``if __name__ == "__main__":`` guard, which the harness runs as module ``solution`` and so
+    never executes) is the solution. A program that does not parse is all solution (it then
+    fails with its ``SyntaxError``)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return code, ""
+    lines = code.splitlines(keepends=True)
+    sol, tests = [], []
+    prev = 0
+    for node in tree.body:
+        start, end = node.lineno - 1, node.end_lineno
+        sol.extend(lines[prev:start])  # comments and blank lines between statements
+        (tests if isinstance(node, ast.Assert) else sol).extend(lines[start:end])
+        prev = end
+    sol.extend(lines[prev:])
+    return "".join(sol), "".join(tests)
 
 
 def _words(rng: random.Random, k: int) -> list[str]:
@@ -244,7 +277,7 @@ def generate_programs(
         bug = rng.choice(BUGS) if rng.random() < bug_rate else ""
         if bug:
             code = plant_bug(code, bug, fn)
-        out.append(Program(name, code + "\n\n" + "\n".join(asserts) + "\n", bug))
+        out.append(Program(name, code, bug, "\n".join(asserts) + "\n"))
     return out
 
 
@@ -264,12 +297,18 @@ class SyntheticReport:
 
 
 def rejection_reason(result) -> str:
-    """``status`` plus the exception type from the last stderr line (``failed: AssertionError``)."""
+    """``status`` plus the exception type from the last stderr line (``failed: AssertionError``);
+    ``failed: exited before the tests finished`` for a clean exit without the harness's proof
+    (``os._exit(0)``); ``no_tests`` when the tests completed but no assert ran."""
     if result.status != "failed":
         return result.status
     last = (result.stderr.strip().splitlines() or [""])[-1]
     m = re.match(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))\b", last)
-    return f"failed: {m.group(1) if m else 'exit code ' + str(result.exit_code)}"
+    if m:
+        return f"failed: {m.group(1)}"
+    if result.exit_code == 0:
+        return "failed: exited before the tests finished"
+    return f"failed: exit code {result.exit_code}"
 
 
 def synthetic_documents(
@@ -285,10 +324,13 @@ def synthetic_documents(
     stats: SourceStats | None = None,
     programs: Iterable[Program] | None = None,
 ) -> Iterator[Document]:
-    """Generate ``n`` programs, run each in :mod:`qcoder_lib.sandbox`, and yield those that pass
-    as documents (``source="synthetic"``); rejections are counted in ``report``. ``programs``
-    replaces the templates with your own (e.g. sampled from a trained model: code plus asserts
-    in :class:`Program` objects; at most ``n`` are run)."""
+    """Generate ``n`` programs, check each in :mod:`qcoder_lib.sandbox` (code, then its asserts,
+    with :func:`~qcoder_lib.sandbox.check_program`), and yield those whose asserts the harness
+    saw execute and hold as documents (``source="synthetic"``); rejections are counted in
+    ``report`` by reason (``no_tests`` when no assert ran). ``programs`` replaces the templates
+    with your own (e.g. sampled from a trained model: :class:`Program` objects with code and
+    tests, or code whose top-level asserts are the tests, see :func:`split_checks`; at most
+    ``n`` are run)."""
     from qcoder_lib.sandbox import run_many
 
     report = report if report is not None else SyntheticReport()
@@ -299,9 +341,11 @@ def synthetic_documents(
         progs = generate_programs(n, seed, bug_rate=bug_rate)
     for s in range(0, len(progs), batch):
         chunk = progs[s : s + batch]
-        results = run_many(
-            [p.code for p in chunk], workers=workers, timeout_s=timeout_s, memory_mb=memory_mb
-        )
+        tasks = []
+        for p in chunk:
+            sol, tests = (p.code, p.tests) if p.tests else split_checks(p.code)
+            tasks.append({"solution": sol, "tests": tests})
+        results = run_many(tasks, workers=workers, timeout_s=timeout_s, memory_mb=memory_mb)
         for k, (p, r) in enumerate(zip(chunk, results)):
             report.generated += 1
             stats.seen += 1
@@ -310,7 +354,7 @@ def synthetic_documents(
                 report.by_bug[(p.bug or "none", "kept")] += 1
                 yield stats.keep(
                     Document(
-                        p.code,
+                        p.text,
                         "synthetic",
                         f"{p.template}/{s + k:06d}.py",
                         "synthetic-templates",
@@ -322,5 +366,5 @@ def synthetic_documents(
                 why = rejection_reason(r)
                 report.rejected[why] += 1
                 report.by_bug[(p.bug or "none", "rejected")] += 1
-                report.examples.setdefault(why, p.code)
+                report.examples.setdefault(why, p.text)
                 stats.skip(why, f"{p.template}/{s + k:06d}.py")
