@@ -171,3 +171,22 @@ def test_written_eval_jsonl_is_read_back_as_a_course_eval_set(tmp_path):
     assert all(orig.text in it.text for orig, it in zip(items, back))
     index = NGramIndex(back)
     assert index.match("x\n" + items[1].text)[0].task_id == "mine/1"
+
+
+def test_one_word_rule_for_dedup_decontam_and_the_engine():
+    from qcoder_lib.data import words as w
+
+    text = "def f(x_1):  return ÉTÉ+2 # ünï"
+    assert w.words(text) == ["def", "f", "x_1", "return", "été", "2", "ünï"]
+    assert w.words(text, lower=False)[4] == "ÉTÉ" and w.WORD.pattern == r"\w+"
+    assert " ".join(w.words(text)[:5]) in shingles(text, n=5)  # dedup splits the same way
+    assert next(word_ngrams(text, n=7)) == " ".join(w.words(text))  # decontamination too
+
+
+def test_lone_surrogate_document_is_skipped_and_named_by_dedup():
+    docs = [doc("fine text", "a.py"), doc("bad \ud800 text", "b.py"), doc("fine text", "c.py")]
+    rep = DedupReport()
+    kept = list(dedup_documents(docs, near=False, report=rep))
+    assert [d.path for d in kept] == ["a.py"]
+    assert rep.unencodable == {"code": 1} and rep.exact == {"code": 1}
+    assert ("unencodable", "repo/b.py", "lone surrogate at character 4") in rep.examples

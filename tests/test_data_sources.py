@@ -2,6 +2,7 @@
 jsonl with malformed lines reported by file and line, `datasets` on a local fixture."""
 
 import importlib.metadata as md
+import json
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -13,6 +14,7 @@ from qcoder_lib.data.sources import (
     DOC_EXTENSIONS,
     Repo,
     SourceStats,
+    as_repos,
     code_documents,
     dataset_documents,
     default_code_repos,
@@ -21,7 +23,9 @@ from qcoder_lib.data.sources import (
     docstring_prose,
     jsonl_documents,
     language_of,
+    lone_surrogate,
     package_descriptions,
+    read_document,
     read_jsonl,
     read_text_file,
     repo_from_folder,
@@ -116,6 +120,48 @@ def test_read_jsonl_reports_invalid_utf8(tmp_path):
     assert stats.examples["malformed_json"] == ["bad.jsonl:2 (not UTF-8)"]
 
 
+def test_jsonl_lone_surrogate_escape_is_skipped_with_file_and_line(tmp_path):
+    # issue 19 item 11: '"\\ud800"' is valid JSON but no UTF-8 text can hold it
+    p = tmp_path / "sur.jsonl"
+    p.write_text('{"content": "a"}\n{"content": "x\\ud800y"}\n{"content": "b", '
+                 '"tags": ["ok", "\\udfff"]}\n{"content": "c"}\n', encoding="ascii")
+    stats = SourceStats()
+    docs = list(jsonl_documents(p, stats=stats))
+    assert [d.text for d in docs] == ["a", "c"] and stats.seen == 4
+    assert stats.examples["malformed_json"] == [
+        "sur.jsonl:2 (lone surrogate in 'content')", "sur.jsonl:3 (lone surrogate in 'tags[1]')"]
+
+
+def test_jsonl_cr_line_endings_and_bom_read_every_record(tmp_path):
+    recs = [{"content": f"doc {i}", "path": f"f{i}.py"} for i in range(5)]
+    body = [json.dumps(r) for r in recs]
+    cases = {"cr": "\r".join(body) + "\r", "crlf": "\r\n".join(body),
+             "mixed": body[0] + "\r" + body[1] + "\n" + "\r\n".join(body[2:])}
+    for name, text in cases.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(text.encode())
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "\n".join(body).encode())
+    for name in [*cases, "bom"]:
+        stats = SourceStats()
+        got = [rec for _, rec in read_jsonl(tmp_path / f"{name}.jsonl", stats=stats)]
+        assert got == recs and not stats.skipped, name
+    lines = [i for i, _ in read_jsonl(tmp_path / "cr.jsonl")]
+    assert lines == [1, 2, 3, 4, 5]  # line numbers count CR-ended lines too
+
+
+def test_lone_surrogate_finds_the_first_one():
+    assert lone_surrogate("plain ascii and é ✓") is None
+    assert lone_surrogate("ab\ud800c\udfff") == 2
+    assert lone_surrogate(b"a\xff".decode("utf-8", "surrogateescape")) == 1
+
+
+def test_dataset_documents_max_docs_counts_its_own_documents():
+    stats = SourceStats()
+    stats.kept = 100  # e.g. shared with another source that already yielded 100 documents
+    docs = list(dataset_documents(str(resource_path("code_stack_sample.jsonl")), max_docs=2,
+                                  stats=stats))
+    assert len(docs) == 2 and stats.kept == 102
+
+
 def test_dataset_documents_on_a_local_stack_style_fixture():
     docs = list(dataset_documents(str(resource_path("code_stack_sample.jsonl"))))
     assert len(docs) == 6
@@ -157,6 +203,28 @@ def test_stdlib_and_default_repos():
     repos = default_code_repos()
     assert repos[0] == std
     assert [r.name for r in repos[1:]] == [r.name for r in site_package_repos()]
+
+
+def test_as_repos_and_read_document(tmp_path, messy_repo):
+    assert as_repos(messy_repo) == [Repo("messy", messy_repo)]
+    one = Repo("one", messy_repo)
+    assert as_repos([one, str(messy_repo)]) == [one, Repo("messy", messy_repo)]
+    assert as_repos(None)[0].name == "python-stdlib"
+    stats = SourceStats()
+    doc = read_document(one, "web.js", "code", "javascript", stats, 1000)
+    assert doc.text == (messy_repo / "web.js").read_text() and doc.repo == "one"
+    assert read_document(one, "web.js", "code", "javascript", stats, 5) is None  # too large
+    assert stats.seen == 2 and stats.kept == 1 and stats.examples["too_large"] == ["one/web.js"]
+
+
+def test_one_extension_table_for_the_sources_and_syntax_spans():
+    from qcoder_lib.data.sources import CODE_EXTENSIONS
+    from qcoder_lib.syntax_spans import EXTENSIONS, language_for_path
+
+    assert language_of("Python.h") == "c"  # the corpus label (Linguist's default for .h)
+    assert language_for_path("Python.h") == "cpp"  # parsed with the C++ grammar
+    for ext, grammar in EXTENSIONS.items():  # every grammar choice follows the one table
+        assert grammar == ("cpp" if CODE_EXTENSIONS[ext] == "c" else CODE_EXTENSIONS[ext])
 
 
 def test_repo_from_folder_names_it_and_rejects_non_folders(tmp_path, messy_repo):
