@@ -6,14 +6,22 @@ Usage inside the sandbox::
       NET   "net-ok" or "no-sockets" (the fallback when no network namespace was available:
             the socket constructors are replaced by ones that raise, a weak layer)
       MODE  "run FILE"                      run FILE as __main__ (exit status is the result)
-            "check SOLUTION TESTS [ENTRY]"  exec SOLUTION, then TESTS in the same namespace,
-                                            then call check(ENTRY) when ENTRY is given
+            "check SOLUTION TESTS [ENTRY]"  exec SOLUTION, then TESTS in the same namespace
+                                            (as ``__main__``, ``sys.argv == [TESTS]``), then
+                                            call check(ENTRY) when ENTRY is given
 
-In ``check`` mode the harness proves completion to the parent: only after every test has run
-without raising does it read the per-run secret token from fd 3 (a pipe the parent filled and
-closed) and write it to fd 4. Exit codes, printed text, ``os._exit(0)``, ``sys.exit(0)`` and
-``atexit`` hooks carry no weight: the parent passes the run only if fd 4 holds exactly the
-token and the process then exited 0. See ``qcoder_lib.sandbox`` for what this does not stop.
+``run``: ``sys.exit(code)`` with a code the OS would wrap to 0 (256, 512...) is reported on
+fd 4 as ``exit CODE`` and the process exits 1, so it is never mistaken for success.
+
+``check``: the harness proves completion to the parent: only after every test has run without
+raising does it read the per-run secret token from fd 3 (a pipe the parent filled and closed)
+and write it to fd 4, followed by the number of checks that completed: ``assert`` statements of
+the tests (each is followed by a counter call, added to the tests' syntax tree) and
+``unittest`` test cases that succeeded. A ``unittest`` failure or error anywhere fails the run;
+``unittest.main()`` runs with ``exit=False``. Exit codes, printed text, ``os._exit(0)``,
+``sys.exit(0)`` and ``atexit`` hooks carry no weight: the parent passes the run only if fd 4
+holds exactly the token, at least one check ran, and the process then exited 0. See
+``qcoder_lib.sandbox`` for what this does not stop.
 """
 
 import os
@@ -38,6 +46,72 @@ def _disable_sockets():
         pass
 
 
+def _run(path, write, exit_now):
+    import runpy
+
+    sys.argv = [path]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+        if isinstance(code, int) and code != 0 and code % 256 == 0:
+            write(4, b"exit %d\n" % code)  # the OS would report 0: say what it really was
+            sys.exit(1)
+        raise
+
+
+def _instrument(tests, tests_path, counter):
+    """Compile the tests with ``counter()`` after every ``assert`` statement."""
+    import ast
+
+    class CountAsserts(ast.NodeTransformer):
+        def visit_Assert(self, node):
+            tick = ast.Expr(ast.Call(ast.Name(counter, ast.Load()), [], []))
+            return [node, ast.copy_location(tick, node)]
+
+    tree = CountAsserts().visit(ast.parse(tests, tests_path))
+    return compile(ast.fix_missing_locations(tree), tests_path, "exec")
+
+
+def _hook_unittest(counts):
+    """Count successful unittest cases, record failures, and keep unittest.main() from exiting."""
+    import unittest
+    import unittest.result
+
+    base = unittest.result.TestResult
+    orig = {n: getattr(base, n) for n in ("addSuccess", "addFailure", "addError",
+                                          "addUnexpectedSuccess", "addSubTest")}
+
+    def add_success(self, test):
+        counts["unittest"] += 1
+        return orig["addSuccess"](self, test)
+
+    def bad(name):
+        def record(self, *a):
+            counts["unittest_bad"] += 1
+            return orig[name](self, *a)
+
+        return record
+
+    def add_sub_test(self, test, subtest, err):
+        if err is not None:
+            counts["unittest_bad"] += 1
+        return orig["addSubTest"](self, test, subtest, err)
+
+    base.addSuccess = add_success
+    base.addFailure = bad("addFailure")
+    base.addError = bad("addError")
+    base.addUnexpectedSuccess = bad("addUnexpectedSuccess")
+    base.addSubTest = add_sub_test
+    original_main = unittest.main
+
+    def main(*a, **k):
+        k["exit"] = False
+        return original_main(*a, **k)
+
+    unittest.main = main
+
+
 def _main(argv):
     # Bind everything we need before untrusted code can replace it.
     read, write, exit_now = os.read, os.write, os._exit
@@ -46,27 +120,40 @@ def _main(argv):
     if net == "no-sockets":
         _disable_sockets()
     if mode == "run":
-        import runpy
-
-        sys.argv = [args[0]]
-        runpy.run_path(args[0], run_name="__main__")
+        _run(args[0], write, exit_now)
         return
     if mode != "check":
         raise SystemExit(f"harness: unknown mode {mode!r}")
     solution_path, tests_path = args[0], args[1]
     entry = args[2] if len(args) > 2 else ""
     import traceback
+    import types
 
-    with open(solution_path, encoding="utf-8") as f:
-        solution = f.read()
-    with open(tests_path, encoding="utf-8") as f:
-        tests = f.read()
-    namespace = {"__name__": "solution", "__builtins__": __builtins__}
+    counts = {"asserts": 0, "unittest": 0, "unittest_bad": 0}
+    counter = "_qcoder_check_" + os.urandom(8).hex()  # a name the solution cannot guess
+
+    def tick():
+        counts["asserts"] += 1
+
+    module = types.ModuleType("__main__")  # what unittest.main() looks in for test cases
+    namespace = module.__dict__
+    namespace["__builtins__"] = __builtins__
     try:
+        with open(solution_path, encoding="utf-8") as f:
+            solution = f.read()
+        with open(tests_path, encoding="utf-8") as f:
+            tests = f.read()
+        tests_code = _instrument(tests, tests_path, counter)
+        namespace["__name__"] = "solution"
         exec(compile(solution, solution_path, "exec"), namespace)  # noqa: S102
         settrace(None)
         setprofile(None)
-        exec(compile(tests, tests_path, "exec"), namespace)  # noqa: S102 - check() last
+        if "unittest" in tests:
+            _hook_unittest(counts)
+        namespace.update({"__name__": "__main__", "__file__": tests_path, counter: tick})
+        sys.modules["__main__"] = module
+        sys.argv = [tests_path]
+        exec(tests_code, namespace)  # noqa: S102 - check() last
         if entry:
             if entry not in namespace:
                 raise NameError(f"the solution defines no {entry!r}")
@@ -75,6 +162,8 @@ def _main(argv):
             settrace(None)
             setprofile(None)
             namespace["check"](namespace[entry])
+        if counts["unittest_bad"]:
+            raise AssertionError(f"{counts['unittest_bad']} unittest case(s) failed")
     except BaseException:  # noqa: BLE001 - SystemExit from the solution is a failure too
         traceback.print_exc()
         try:
@@ -83,13 +172,14 @@ def _main(argv):
         finally:
             exit_now(1)
     settrace(None)
+    checks = counts["asserts"] + counts["unittest"]
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001, S110 - a closed stdout must not stop the proof
         pass
     token = read(3, 256)  # only now, after every test ran, does the secret enter this process
-    write(4, token)
+    write(4, token + b"\n%d\n" % checks)
     exit_now(0)
 
 

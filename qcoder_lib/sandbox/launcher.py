@@ -20,7 +20,6 @@ written by I, is the program's exit status and resource usage.
 
 # Every module is imported here, before the mounts may hide the interpreter's home directory
 # (os.wait4 needs resource too).
-import ctypes
 import fcntl
 import json
 import os
@@ -31,36 +30,18 @@ import sys
 import time
 import traceback
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
+if __package__:
+    from . import linux, mounts
+else:  # run as a script (-I -S): load the two stdlib-only siblings from this folder
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        import linux
+        import mounts
+    finally:
+        del sys.path[0]
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _call(name, *args):
-    """Call a libc function; raise OSError (with errno) when it returns -1.
-
-    A function this OS lacks (``prctl``, ``unshare``, ``mount`` off Linux) raises OSError
-    too, so that every layer built on it is reported off instead of failing the run.
-    """
-    fn = getattr(_libc, name, None)
-    if fn is None:
-        raise OSError(38, f"{name}: not available on this OS")
-    if fn(*args) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{name}: {os.strerror(err)}")
-
-
-def _mount(src, target, fstype, flags, data=None):
-    enc = lambda s: None if s is None else s.encode()
-    _call("mount", enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
+_call = linux.call
+UID_BASE = 1_000_000  # sandbox uids are UID_BASE + the launcher's pid (unique among live runs)
 
 
 def _report(fd, **fields):
@@ -121,7 +102,7 @@ def _enter_user_ns():
     """
     uid, gid = os.getuid(), os.getgid()
     try:
-        _call("unshare", CLONE_NEWUSER)
+        _call("unshare", linux.CLONE_NEWUSER)
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
@@ -132,7 +113,10 @@ def _enter_user_ns():
 
 def _sweep_uid(uid):
     """Kill every process of ``uid`` (only ever called with a uid unique to this run)."""
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        return  # no room for one more process: the process group and orphan sweeps go on
     if pid == 0:
         try:
             os.setgid(uid)
@@ -162,7 +146,7 @@ def _cgroup_setup(cfg):
     limits = {
         "memory": [("memory.limit_in_bytes", cfg["cgroup_memory_bytes"]),
                    ("memory.memsw.limit_in_bytes", cfg["cgroup_memory_bytes"])],
-        "pids": [("pids.max", cfg["nproc"])],
+        "pids": [("pids.max", cfg["cgroup_pids_max"])],  # the program's + the sandbox's own
     }
     for ctl, root in CGROUP_V1.items():
         layers[f"cgroup_{ctl}"] = False
@@ -262,72 +246,16 @@ class _Init:
             if pid == 0:
                 return False
 
-    def setup_mounts(self):
-        """Private mounts: fresh /proc, private /dev/shm, everything read-only but the workdir."""
-        layers = {}
-        cfg = self.cfg
-        try:
-            _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do propagates to the host
-        except OSError:
-            return {"mount_ns": False}
-        layers["mount_ns"] = True
-        if self.in_pid_ns:
-            try:
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-                layers["private_proc"] = True
-            except OSError:
-                layers["private_proc"] = False
-        hidden = []
-        for d in cfg.get("hide_dirs", []):
-            try:
-                flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-                _mount("tmpfs", d, "tmpfs", flags, "size=16k")
-                hidden.append(d)
-            except OSError:
-                pass
-        layers["hidden_homes"] = bool(hidden) and len(hidden) == len(cfg.get("hide_dirs", []))
-        work = cfg["workdir"]
-        try:
-            # Keep the program files, then put a size-limited tmpfs on the working directory.
-            files = {}
-            for name in os.listdir(work):
-                with open(os.path.join(work, name), "rb") as f:
-                    files[name] = f.read()
-            size = int(cfg.get("workdir_mb", 64))
-            _mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size}m,mode=0700")
-            for name, data in files.items():
-                with open(os.path.join(work, name), "wb") as f:
-                    f.write(data)
-            layers["workdir_tmpfs"] = True
-        except OSError:
-            layers["workdir_tmpfs"] = False
-            try:
-                _mount(work, work, None, MS_BIND)
-            except OSError:
-                pass
-        try:
-            if os.path.isdir("/dev/shm"):
-                _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
-        except OSError:
-            pass
-        try:
-            # A bind remount changes only this namespace's view of "/", never the host's.
-            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-            layers["readonly_root"] = True
-        except OSError:
-            layers["readonly_root"] = False
-        return layers
-
     def run(self):
         cfg = self.cfg
         layers = {"pid_ns": self.in_pid_ns}
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         try:
-            _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # L gone: all of us go
+            _call("prctl", linux.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # L gone: all go
         except OSError:
             pass
         try:
-            _call("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            _call("prctl", linux.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
             layers["subreaper"] = True
         except OSError:
             layers["subreaper"] = False
@@ -335,8 +263,9 @@ class _Init:
             # Only I and P get the new mount namespace: L stays in the host's, so that it can
             # still delete the working directory after the run.
             try:
-                _call("unshare", CLONE_NEWNS)
-                layers.update(self.setup_mounts())
+                _call("unshare", linux.CLONE_NEWNS)
+                mount_layers, cfg["writable_mounts"] = mounts.setup_mounts(cfg, self.in_pid_ns)
+                layers.update(mount_layers)
             except OSError:
                 layers["mount_ns"] = False
         _report(self.status_fd, who="init", layers=layers)
@@ -349,7 +278,7 @@ class _Init:
             _exec_program(cfg, self.status_fd, ready_r)  # never returns
         os.close(ready_r)
         self.child = pid
-        if cfg.get("uid") is not None and cfg.get("unique_uid"):
+        if cfg.get("uid") is not None and cfg.get("drop_uid"):
             self.unique_uid = cfg["uid"]
         os.close(ready_w)  # P may exec now that we know its pid (see _exec_program)
         t0 = time.monotonic()
@@ -393,9 +322,10 @@ def _exec_program(cfg, status_fd, ready_r):
 def _prepare_and_exec(cfg, status_fd, ready_r):
     layers = {}
     try:
-        _write("/proc/self/oom_score_adj", 1000)
+        _write("/proc/self/oom_score_adj", 1000)  # the OOM killer's first pick: the program
+        layers["oom_protection"] = bool(cfg.get("oom_launcher"))
     except OSError:
-        pass
+        layers["oom_protection"] = False
     try:
         os.setpgid(0, 0)
         layers["process_group"] = True
@@ -403,6 +333,10 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
         layers["process_group"] = False
     os.read(ready_r, 1)  # wait until I has recorded our pid
     os.close(ready_r)
+    # Still privileged (root, or every capability in our user namespace): make every mount but
+    # the workdir and the private tmp read-only; after the oom_score_adj write above (/proc too).
+    writable = cfg.get("writable_mounts")
+    layers["readonly_root"] = writable is not None and mounts.make_readonly(writable)
     limits = {
         "cpu": (resource.RLIMIT_CPU, cfg["cpu_s"], cfg["cpu_s"] + 1),
         "address_space": (resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"]),
@@ -420,13 +354,15 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
     layers["rlimits"] = ok
     work = cfg["workdir"]
     uid = cfg.get("uid")
+    entries = [os.path.join(work, name) for name in os.listdir(work)]
     ran_as = None
     layers["unprivileged_user"] = False
     if uid is not None and os.geteuid() == 0:
         # Our own uid first; "nobody" if the OS refuses it (e.g. a small user-ns uid map).
         for candidate in (uid, 65534):
             try:
-                os.chown(work, candidate, candidate)
+                for path in [work, *entries]:  # owner-only (0700 / 0600): this run's uid alone
+                    os.chown(path, candidate, candidate)
                 os.setgroups([])
                 os.setgid(candidate)
                 os.setuid(candidate)
@@ -437,20 +373,27 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
             except OSError:
                 continue
     try:
-        _call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # (cleared by setuid: again)
+        _call("prctl", linux.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid
     except OSError:
         pass
     try:
-        _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _call("prctl", linux.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         layers["no_new_privs"] = True
     except OSError:
         layers["no_new_privs"] = False
-    argv = cfg["argv"]
-    if not layers["unprivileged_user"] and cfg.get("argv_privileged"):
-        argv = cfg["argv_privileged"]  # still root: the caller's own interpreter
+    layers["unix_sockets_blocked"] = False
+    if not cfg.get("network") and layers["no_new_privs"]:
+        try:
+            linux.block_unix_sockets()
+            layers["unix_sockets_blocked"] = True
+        except OSError:
+            pass
+    # still root after a failed uid drop: the caller's own interpreter
+    python = cfg["interpreter" if layers["unprivileged_user"] else "interpreter_privileged"]
     no_sockets = not cfg.get("net_ns_active") and not cfg.get("network")
     layers["sockets_disabled"] = no_sockets
-    argv = [("no-sockets" if no_sockets else "net-ok") if a == "NET" else a for a in argv]
+    net_mode = "no-sockets" if no_sockets else "net-ok"
+    argv = [python, "-I", "-B", cfg["harness"], net_mode, *cfg["harness_args"]]
     _report(status_fd, who="program", layers=layers, uid=ran_as)
     # Move every fd we keep out of the way first, so that no dup2 below overwrites another.
     status_fd = fcntl.fcntl(status_fd, fcntl.F_DUPFD_CLOEXEC, 10)  # closed by a successful exec
@@ -499,7 +442,7 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     try:
         # If the parent dies we get SIGTERM, stop the run and clean up like after a timeout.
-        _call("prctl", PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        _call("prctl", linux.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:
         pass
     if os.getppid() != cfg.get("parent_pid", os.getppid()):
@@ -507,17 +450,19 @@ def main():
     layers = {"session": os.getsid(0) == os.getpid()}
     try:
         _write("/proc/self/oom_score_adj", -1000)  # the OOM killer picks the program, not us
+        cfg["oom_launcher"] = True  # (I inherits it; P reports the oom_protection layer)
     except OSError:
-        pass
+        cfg["oom_launcher"] = False  # not root: only raising one's own score is allowed
     cgroups, cg_layers = _cgroup_setup(cfg)
     layers.update(cg_layers)
     if os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user: allow max_processes more than it has.
         cfg["nproc"] += _tasks_of_uid(os.getuid())
         layers["user_ns"] = cfg.get("user_ns", True) and _enter_user_ns()
-    flags = {"net_ns": CLONE_NEWNET, "ipc_ns": CLONE_NEWIPC, "uts_ns": CLONE_NEWUTS}
+    flags = {"net_ns": linux.CLONE_NEWNET, "ipc_ns": linux.CLONE_NEWIPC,
+             "uts_ns": linux.CLONE_NEWUTS}
     if cfg.get("pid_ns"):
-        flags["pid_ns_unshared"] = CLONE_NEWPID
+        flags["pid_ns_unshared"] = linux.CLONE_NEWPID
     for name, flag in flags.items():
         if name == "net_ns" and not cfg.get("net_ns"):
             layers[name] = False
@@ -528,8 +473,8 @@ def main():
         except OSError:
             layers[name] = False
     cfg["net_ns_active"] = layers["net_ns"]
-    if cfg.get("unique_uid"):
-        cfg["uid"] = 1_000_000 + os.getpid()  # unique among live runs: our pid is
+    if cfg.get("drop_uid"):
+        cfg["uid"] = UID_BASE + os.getpid()  # unique among live runs: our pid is
     in_pid_ns = layers.pop("pid_ns_unshared", False)
     init = _Init(cfg, status_fd, in_pid_ns)
     pid = os.fork()
