@@ -60,7 +60,9 @@ class FIMConfig:
     """How documents become training samples."""
 
     fim_rate: float = 0.5  # share of documents turned into FIM samples (the FIM paper: 0.5-0.9)
-    spm_rate: float = 0.5  # share of FIM samples in SPM order; the rest are PSM (Qwen's format)
+    spm_rate: float = 0.0  # share of FIM samples in SPM order (the FIM paper's variant, a course
+    # option); Qwen2.5-Coder documents only PSM, so the default is PSM only
+    code_only: bool = True  # FIM only code documents; prose and math stay left-to-right (Qwen)
     span: str = "random"  # "random": two uniform positions; "syntax": a tree-sitter node
     syntax_max_fraction: float = 0.5  # a syntax middle covers at most this share of the file
     syntax_min_chars: int = 2  # and at least this many characters
@@ -244,16 +246,31 @@ def fim_documents(documents, tokenizer, config: FIMConfig | None = None, *, seed
 
     ``documents``: strings, ``(path, text)`` pairs, or objects with ``.text`` and ``.path``
     (a :class:`qcoder_lib.data.sources.Document`); the path picks the grammar for syntax spans.
+    With ``config.code_only`` (the default) a document whose ``.source`` is not code (see
+    :func:`is_code`) stays plain text; strings and pairs count as code.
     """
+    config = config or FIMConfig()
     rng = random.Random(seed)
+    plain = FIMConfig(fim_rate=0.0)
     for doc in documents:
         if isinstance(doc, str):
-            path, text = None, doc
+            path, text, code = None, doc, True
         elif isinstance(doc, tuple):
-            path, text = doc
+            (path, text), code = doc, True
         else:
             path, text = getattr(doc, "path", None), doc.text
-        yield apply_fim(text, tokenizer, rng, config, path=path, stats=stats)
+            code = is_code({"source": getattr(doc, "source", "code")})
+        cfg = config if code or not config.code_only else plain
+        yield apply_fim(text, tokenizer, rng, cfg, path=path, stats=stats)
+
+
+CODE_SOURCES = ("code", "synthetic")  # document sources that are code (the mix's "code" group)
+
+
+def is_code(meta: dict) -> bool:
+    """Is a document (by its shard metadata or source) code? ``group == "code"`` or a code
+    source; FIM applies to these only by default."""
+    return meta.get("group") == "code" or meta.get("source") in CODE_SOURCES
 
 
 # Generation stops at any of these (Qwen2.5-Coder's FIM inference; the official repo-level

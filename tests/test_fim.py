@@ -22,6 +22,7 @@ from qcoder_lib.fim import (
     fim_documents,
     fim_prompt_ids,
     fim_token_ids,
+    is_code,
     grapheme_boundaries,
     order_context_files,
     random_split,
@@ -362,3 +363,22 @@ def test_repo_sample_fields(tok):
     path_ids = tok.encode("src/a.py\n", add_special_tokens=False)
     head = [fim_token_ids(tok)["<|file_sep|>"], *path_ids]
     assert r.input_ids[-len(r.target.input_ids) - len(head):] == head + r.target.input_ids
+
+
+def test_defaults_are_qwen_psm_on_code_only(tok):
+    """Qwen's documented recipe by default: PSM only, and FIM on code documents only."""
+    cfg = FIMConfig()
+    assert cfg.spm_rate == 0.0 and cfg.code_only and cfg.fim_rate == 0.5
+
+    class Doc:
+        def __init__(self, source, text):
+            self.source, self.text, self.path = source, text, "f.py"
+
+    docs = [Doc(s, f"x = {i}\nprint(x)\n") for i in range(40) for s in ("code", "docs", "math")]
+    samples = list(fim_documents(docs, tok, FIMConfig(fim_rate=1.0), seed=0))
+    modes = {(d.source, s.mode) for d, s in zip(docs, samples)}
+    assert modes == {("code", "psm"), ("docs", "plain"), ("math", "plain")}
+    everything = list(fim_documents(docs, tok, FIMConfig(fim_rate=1.0, code_only=False), seed=0))
+    assert {s.mode for s in everything} == {"psm"}
+    assert is_code({"group": "code"}) and is_code({"source": "synthetic"})
+    assert not is_code({"group": "text", "source": "docs"})
