@@ -169,15 +169,18 @@ def crux_tasks(records: list[dict], mode: str) -> list[Task]:
 
 def score_crux(tasks: list[Task], completions: list[list[str]], workers: int | None = None
                ) -> list[SampleResult]:
-    """Run ``prompt + answer`` (one ``assert`` after the function) in the sandbox: the answer
-    is right when the assertion holds. Only the answer's first line counts."""
+    """Run the function, then the prompt's last line completed by the answer (one ``assert``,
+    as the test) in the sandbox: the answer is right when the assertion holds. Only the
+    answer's first line counts."""
     if len(tasks) != len(completions):
         raise ValueError(f"{len(tasks)} tasks but {len(completions)} completion lists")
     items = []
     for t, cs in zip(tasks, completions):
         for c in cs:
             answer = c.strip().split("\n", 1)[0]
-            items.append((t.task_id, c, {"solution": t.prompt + answer + "\n", "tests": ""}))
+            head, assertion = t.prompt.rsplit("\n", 1)  # the function | "assert ... == "
+            items.append((t.task_id, c, {"solution": head + "\n",
+                                         "tests": assertion + answer + "\n"}))
     results = score_programs(items, workers=workers)
     for r in results:
         if r.outcome == "syntax_error" and not r.completion.strip():

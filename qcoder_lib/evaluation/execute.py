@@ -1,6 +1,6 @@
 """Scoring completions by running them: every program goes through :mod:`qcoder_lib.sandbox`.
 
-The parent first parses each program (:func:`~qcoder_lib.evaluation.results.syntax_error`:
+The parent first parses each program and its tests (:func:`~qcoder_lib.evaluation.results.syntax_error`:
 parse only, nothing runs); programs that parse run in the sandbox with their tests
 (:func:`~qcoder_lib.sandbox.check_program`, batched with :func:`~qcoder_lib.sandbox.run_many`),
 and the verdict is the sandbox's completion-token proof, never what the program prints.
@@ -35,7 +35,7 @@ def score_programs(
     out: list[SampleResult | None] = [None] * len(items)
     to_run, where = [], []
     for i, (task_id, completion, program) in enumerate(items):
-        err = syntax_error(program["solution"])
+        err = syntax_error(program["solution"]) or syntax_error(program.get("tests", ""))
         if err is not None:
             out[i] = SampleResult(task_id, completion, "syntax_error", err)
         else:
