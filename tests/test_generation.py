@@ -3,35 +3,14 @@
 import pytest
 import torch
 
-from qcoder_lib.runtime import ensure_triton_backend
-
-# Triton's CPU interpreter must be chosen before triton is first imported (transformers does).
-ensure_triton_backend()
-
-from transformers import Qwen2Config, Qwen2ForCausalLM
-
 from qcoder_lib.model.generation import KVCache, generate, left_pad, sample_next_token
 from qcoder_lib.model.hf_interop import from_hf
 
 
 @pytest.fixture(scope="module")
-def models():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(
-        vocab_size=64,
-        hidden_size=48,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-    )
-    hf = Qwen2ForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for n, p in hf.named_parameters():
-            if "norm" not in n:
-                p.normal_(0.0, 0.3)  # sharp distributions: greedy is not a coin toss
+def models(hf_tiny_model):
+    # std 0.3: sharp next-token distributions, so greedy decoding is not a coin toss
+    hf = hf_tiny_model(std=0.3, hidden_size=48, intermediate_size=64, num_attention_heads=6)
     return hf, from_hf(hf)
 
 

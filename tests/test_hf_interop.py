@@ -5,13 +5,9 @@ import json
 import pytest
 import torch
 
-from qcoder_lib.runtime import ensure_triton_backend
+from transformers import AutoModelForCausalLM
 
-# Triton's CPU interpreter must be chosen before triton is first imported (transformers does).
-ensure_triton_backend()
-
-from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
+from qcoder_lib.model import QwenConfig, QwenForCausalLM
 from qcoder_lib.model.hf_interop import (
     from_hf,
     from_hf_config,
@@ -21,34 +17,13 @@ from qcoder_lib.model.hf_interop import (
     to_hf_model,
     weight_name_map,
 )
-from qcoder_lib.model import QwenConfig, QwenForCausalLM
 
 TOL = 1e-5
 
 
-def tiny(tied=True, **kw):
-    cfg = QwenConfig(
-        vocab_size=70,
-        hidden_size=32,
-        intermediate_size=40,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-        rope_theta=10000.0,
-        **kw,
-    )
-    torch.manual_seed(0)
-    model = QwenForCausalLM(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
-
 @pytest.mark.parametrize("tied", [True, False])
-def test_export_reloads_in_transformers_with_same_logits(tmp_path, tied):
-    model = tiny(tied)
+def test_export_reloads_in_transformers_with_same_logits(tmp_path, tied, tiny_qwen):
+    model = tiny_qwen(tied)
     to_hf(model, tmp_path / "ckpt")
     hf = AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt").eval()
     assert type(hf).__name__ == "Qwen2ForCausalLM"
@@ -61,19 +36,10 @@ def test_export_reloads_in_transformers_with_same_logits(tmp_path, tied):
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_from_hf_folder_and_object(tmp_path, tied):
-    torch.manual_seed(1)
-    hcfg = Qwen2Config(
-        vocab_size=50,
-        hidden_size=24,
-        intermediate_size=30,
-        num_hidden_layers=2,
-        num_attention_heads=3,
-        num_key_value_heads=1,
-        tie_word_embeddings=tied,
-        rope_parameters={"rope_type": "default", "rope_theta": 5000.0},
-    )
-    hf = Qwen2ForCausalLM(hcfg).eval()
+def test_from_hf_folder_and_object(tmp_path, tied, hf_tiny_model):
+    hf = hf_tiny_model(seed=1, vocab_size=50, hidden_size=24, intermediate_size=30,
+                       num_attention_heads=3, num_key_value_heads=1, tie_word_embeddings=tied,
+                       rope_theta=5000.0)
     hf.save_pretrained(tmp_path / "hf")
     ids = torch.randint(0, 50, (2, 9))
     with torch.no_grad():
@@ -91,8 +57,8 @@ def test_round_trip_config():
     assert from_hf_config(to_hf_config(odd)).head_dim == 12
 
 
-def test_missing_tensor_is_named(tmp_path):
-    model = tiny(tied=False)
+def test_missing_tensor_is_named(tmp_path, tiny_qwen):
+    model = tiny_qwen(tied=False)
     to_hf(model, tmp_path / "c")
     from safetensors.torch import load_file, save_file
 
@@ -103,8 +69,8 @@ def test_missing_tensor_is_named(tmp_path):
         from_hf(tmp_path / "c")
 
 
-def test_misshaped_tensor_is_named(tmp_path):
-    model = tiny(tied=True)
+def test_misshaped_tensor_is_named(tmp_path, tiny_qwen):
+    model = tiny_qwen(tied=True)
     to_hf(model, tmp_path / "c")
     from safetensors.torch import load_file, save_file
 
@@ -115,8 +81,8 @@ def test_misshaped_tensor_is_named(tmp_path):
         from_hf(tmp_path / "c")
 
 
-def test_unexpected_tensor_and_unsupported_config_are_named(tmp_path):
-    model = tiny()
+def test_unexpected_tensor_and_unsupported_config_are_named(tmp_path, tiny_qwen):
+    model = tiny_qwen()
     to_hf(model, tmp_path / "c")
     from safetensors.torch import load_file, save_file
 
@@ -133,9 +99,9 @@ def test_unexpected_tensor_and_unsupported_config_are_named(tmp_path):
         from_hf_config({**cfg, "model_type": "llama"})
 
 
-def test_weight_name_map_is_complete():
+def test_weight_name_map_is_complete(tiny_qwen):
     for tied in (True, False):
-        model = tiny(tied)
+        model = tiny_qwen(tied)
         names = weight_name_map(model.config)
         ours = {n for n, _ in model.named_parameters(remove_duplicate=False)}
         expected = ours - ({"lm_head.weight"} if tied else set())
@@ -144,18 +110,8 @@ def test_weight_name_map_is_complete():
         assert set(names.values()) <= {n for n, _ in hf.named_parameters(remove_duplicate=False)}
 
 
-def test_sharded_checkpoint_and_unknown_source(tmp_path, monkeypatch):
-    torch.manual_seed(2)
-    hcfg = Qwen2Config(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-    )
-    hf = Qwen2ForCausalLM(hcfg).eval()
+def test_sharded_checkpoint_and_unknown_source(tmp_path, monkeypatch, hf_tiny_model):
+    hf = hf_tiny_model(seed=2)  # vocab 64, hidden 32, untied
     hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
     ids = torch.randint(0, 64, (1, 7))
@@ -167,11 +123,11 @@ def test_sharded_checkpoint_and_unknown_source(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_load_hf_weights_copies_every_tensor_and_names_errors(tied):
+def test_load_hf_weights_copies_every_tensor_and_names_errors(tied, tiny_qwen):
     """A transformers state dict (with a tied lm_head entry and an old rotary buffer, which are
     skipped) lands in a fresh model tensor by tensor; errors name the tensor and the source."""
     torch.manual_seed(3)
-    hf = to_hf_model(tiny(tied))
+    hf = to_hf_model(tiny_qwen(tied))
     state = dict(hf.state_dict())
     state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(4)  # ignored suffix
     hf_cfg = from_hf_config(hf.config)

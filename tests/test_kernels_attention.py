@@ -1,4 +1,5 @@
-"""Triton FlashAttention kernels vs the eager PyTorch reference and torch SDPA.
+"""Triton FlashAttention kernels vs the eager PyTorch reference (the model's own
+``eager_attention``) and torch SDPA.
 
 On CPU the kernels run under Triton's interpreter (set by ``qcoder_lib.kernels``) with fp32
 arithmetic; shapes are small and include lengths that are not multiples of the blocks
@@ -15,7 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qcoder_lib.kernels import attention_reference, doc_ids_from_cu_seqlens, flash_attention
+from qcoder_lib.kernels import flash_attention
+from qcoder_lib.model import eager_attention
+from qcoder_lib.packed import doc_ids_from_cu_seqlens
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (fp16/bf16 check)")
@@ -74,7 +77,7 @@ def _random_cases(n, seed=0):
 def test_attention_fp32_forward_and_gradients_match_reference(B, Hq, Hkv, T, D, causal):
     q, k, v = _qkv(B, Hq, Hkv, T, D)
     got = _fwd_bwd(flash_attention, q, k, v, causal=causal)
-    ref = _fwd_bwd(attention_reference, q, k, v, causal=causal)
+    ref = _fwd_bwd(eager_attention, q, k, v, causal=causal)
     _check_all(got, ref, FP32_TOL)
 
 
@@ -117,7 +120,7 @@ def test_document_masking_equals_separate_documents():
     for causal in (True, False):
         _check_all(
             _fwd_bwd(flash_attention, q, k, v, causal=causal, doc_ids=doc),
-            _fwd_bwd(attention_reference, q, k, v, causal=causal, doc_ids=doc),
+            _fwd_bwd(eager_attention, q, k, v, causal=causal, doc_ids=doc),
             FP32_TOL,
         )
 
@@ -133,7 +136,7 @@ def test_document_masking_with_many_short_documents_and_unsorted_ids(causal):
     doc = torch.tensor([row0, row1], device=DEV)
     _check_all(
         _fwd_bwd(flash_attention, q, k, v, causal=causal, doc_ids=doc),
-        _fwd_bwd(attention_reference, q, k, v, causal=causal, doc_ids=doc),
+        _fwd_bwd(eager_attention, q, k, v, causal=causal, doc_ids=doc),
         FP32_TOL,
     )
 
@@ -158,7 +161,7 @@ def test_non_contiguous_inputs_and_padded_head_dim():
         k = torch.randn(B, T, Hkv, D, generator=g).to(DEV).transpose(1, 2).requires_grad_(True)
         v = torch.randn(B, T, Hkv, D, generator=g).to(DEV).transpose(1, 2).requires_grad_(True)
         assert not q.is_contiguous()
-        _check_all(_fwd_bwd(flash_attention, q, k, v), _fwd_bwd(attention_reference, q, k, v), FP32_TOL)
+        _check_all(_fwd_bwd(flash_attention, q, k, v), _fwd_bwd(eager_attention, q, k, v), FP32_TOL)
 
 
 def test_backward_is_deterministic():
@@ -176,8 +179,8 @@ def test_half_precision_inputs_close_to_fp32_reference(dtype):
     q, k, v = _qkv(1, 4, 2, 35, 32, dtype=dtype, seed=7)
     got = _fwd_bwd(flash_attention, q, k, v)
     assert all(x.dtype == dtype for x in got)
-    ref = _fwd_bwd(attention_reference, *(x.detach().float().requires_grad_(True) for x in (q, k, v)))
-    eager = _fwd_bwd(attention_reference, q, k, v)
+    ref = _fwd_bwd(eager_attention, *(x.detach().float().requires_grad_(True) for x in (q, k, v)))
+    eager = _fwd_bwd(eager_attention, q, k, v)
     eps = torch.finfo(dtype).eps
     for name, a, b, e in zip(("o", "dq", "dk", "dv"), got, ref, eager):
         scale = max(1.0, b.abs().max().item())
@@ -220,9 +223,9 @@ def test_gpu_half_precision_error_at_most_twice_eager(dtype, causal, packed, D):
     if packed:
         doc = torch.sort(torch.randint(0, 5, (B, T), generator=torch.Generator().manual_seed(0)), 1).values.to(DEV)
     kw = {"causal": causal, "doc_ids": doc}
-    ref = _fwd_bwd(attention_reference, *(x.detach().float().requires_grad_(True) for x in (q, k, v)), **kw)
+    ref = _fwd_bwd(eager_attention, *(x.detach().float().requires_grad_(True) for x in (q, k, v)), **kw)
     got = _fwd_bwd(flash_attention, q, k, v, **kw)
-    eager = _fwd_bwd(attention_reference, q, k, v, **kw)
+    eager = _fwd_bwd(eager_attention, q, k, v, **kw)
     for name, a, e, r in zip(("o", "dq", "dk", "dv"), got, eager, ref):
         assert torch.isfinite(a).all(), name
         floor = torch.finfo(dtype).eps * 1e-2
@@ -234,7 +237,7 @@ def test_gpu_half_precision_error_at_most_twice_eager(dtype, causal, packed, D):
 @gpu
 def test_gpu_fp32_matches_reference_at_longer_length():
     q, k, v = _qkv(1, 8, 2, 1031, 128, seed=9)
-    _check_all(_fwd_bwd(flash_attention, q, k, v), _fwd_bwd(attention_reference, q, k, v), 2e-4)
+    _check_all(_fwd_bwd(flash_attention, q, k, v), _fwd_bwd(eager_attention, q, k, v), 2e-4)
 
 
 def test_attention_flops_counts_the_two_matmuls():
@@ -243,12 +246,12 @@ def test_attention_flops_counts_the_two_matmuls():
     four matmuls (dQ, dK, dP, dV) + recomputing QK^T. Causal counts half of each."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from qcoder_lib.kernels.attention import attention_flops
+    from qcoder_lib.kernels import attention_flops
 
     B, H, T, D = 2, 3, 11, 16
     q, k, v = (x.detach().cpu().requires_grad_(True) for x in _qkv(B, H, H, T, D, seed=11))
     with FlopCounterMode(display=False) as fwd_counter:
-        o = attention_reference(q, k, v, causal=False)
+        o = eager_attention(q, k, v, causal=False)
     with FlopCounterMode(display=False) as bwd_counter:
         o.sum().backward()
     fwd = fwd_counter.get_total_flops()

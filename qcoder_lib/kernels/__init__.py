@@ -10,8 +10,11 @@ Public API (each Triton function has a PyTorch reference beside it, used by the 
 
 - :func:`apply_rope` / :func:`apply_rope_reference`: RoPE, half-split ``rotate_half`` convention.
 - :func:`rope_cos_sin`: the ``(P, D)`` cos/sin tables for positions ``0..P-1``.
-- :func:`flash_attention` / :func:`attention_reference`: causal (or not) attention with GQA and
-  document masking for packed sequences.
+- :func:`flash_attention`: causal (or not) attention with GQA and document masking for packed
+  sequences; its reference is the model's :func:`qcoder_lib.model.eager_attention`.
+
+The model's ``attn_implementation="triton"`` runs both: :func:`apply_rope` on q and k, then
+:func:`flash_attention`.
 """
 
 from qcoder_lib.runtime import ensure_triton_backend
@@ -19,11 +22,7 @@ from qcoder_lib.runtime import ensure_triton_backend
 TRITON_MODE = ensure_triton_backend()  # "gpu" or "interpreter"; must run before `import triton`
 INTERPRETER = TRITON_MODE == "interpreter"
 
-from qcoder_lib.kernels.attention import (
-    attention_reference,
-    doc_ids_from_cu_seqlens,
-    flash_attention,
-)
+from qcoder_lib.kernels.attention import attention_flops, flash_attention
 from qcoder_lib.kernels.rope import apply_rope, apply_rope_reference, rope_cos_sin
 
 __all__ = [
@@ -31,8 +30,7 @@ __all__ = [
     "TRITON_MODE",
     "apply_rope",
     "apply_rope_reference",
-    "attention_reference",
-    "doc_ids_from_cu_seqlens",
+    "attention_flops",
     "flash_attention",
     "rope_cos_sin",
 ]

@@ -22,6 +22,10 @@ but without ever writing the ``(T, T)`` score matrix to memory:
 
 On a GPU the block sizes are autotuned; under Triton's CPU interpreter one small configuration
 is used and all arithmetic is done in fp32 (the interpreter gets bf16 wrong).
+
+The PyTorch reference the tests compare against is the model's own
+:func:`qcoder_lib.model.eager_attention` (with the mask of :func:`qcoder_lib.packed.attention_mask`),
+and ``cu_seqlens`` become document ids through :func:`qcoder_lib.packed.doc_ids_from_cu_seqlens`.
 """
 
 from __future__ import annotations
@@ -34,62 +38,10 @@ import triton
 import triton.language as tl
 
 from qcoder_lib.kernels import INTERPRETER
+from qcoder_lib.packed import doc_ids_from_cu_seqlens
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
-
-
-# ----------------------------------------------------------------------------- reference
-
-
-def doc_ids_from_cu_seqlens(cu_seqlens: torch.Tensor, B: int, T: int) -> torch.Tensor:
-    """Turn cumulative document boundaries into per-token document ids ``(B, T)`` int32.
-
-    ``cu_seqlens`` is ``(num_docs + 1,)``, increasing, from 0 to ``B * T``, over the flattened
-    ``B * T`` tokens (as flash-attn's varlen API uses it). Attention never crosses batch rows,
-    so a document that spans two rows is simply cut there.
-    """
-    cu = cu_seqlens.reshape(-1).to(torch.int64)
-    if cu.numel() < 2 or int(cu[0]) != 0 or int(cu[-1]) != B * T:
-        raise ValueError(f"cu_seqlens must start at 0 and end at B*T={B * T}; got {cu.tolist()[:8]}...")
-    if bool((cu[1:] < cu[:-1]).any()):
-        raise ValueError("cu_seqlens must be non-decreasing")
-    tok = torch.arange(B * T, device=cu.device)
-    return torch.bucketize(tok, cu[1:], right=True).to(torch.int32).view(B, T)
-
-
-def attention_mask(T: int, causal: bool, doc_ids: torch.Tensor | None, device) -> torch.Tensor | None:
-    """The boolean ``True = may attend`` mask the kernel applies: ``(T, T)`` or ``(B, 1, T, T)``."""
-    mask = None
-    if causal:
-        mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()
-    if doc_ids is not None:
-        same = doc_ids[:, None, :, None] == doc_ids[:, None, None, :]  # (B, 1, T, T)
-        mask = same if mask is None else same & mask
-    return mask
-
-
-def attention_reference(q, k, v, *, causal=True, doc_ids=None, cu_seqlens=None, scale=None):
-    """Eager PyTorch attention, as transformers' Qwen2 ``eager`` path computes it (test oracle).
-
-    Same arguments as :func:`flash_attention`. K/V heads are repeated for GQA, the ``(T, T)``
-    scores are materialised in the input dtype, softmax runs in fp32 and is cast back.
-    """
-    B, Hq, T, D = q.shape
-    Hkv = k.shape[1]
-    if Hq % Hkv:
-        raise ValueError(f"query heads Hq={Hq} must be a multiple of key/value heads Hkv={Hkv}")
-    scale = D**-0.5 if scale is None else scale
-    if cu_seqlens is not None:
-        doc_ids = doc_ids_from_cu_seqlens(cu_seqlens, B, T)
-    k = k.repeat_interleave(Hq // Hkv, dim=1)
-    v = v.repeat_interleave(Hq // Hkv, dim=1)
-    scores = (q @ k.transpose(-1, -2)) * scale  # (B, Hq, T, T)
-    mask = attention_mask(T, causal, doc_ids.to(q.device) if doc_ids is not None else None, q.device)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return probs @ v
 
 
 # ----------------------------------------------------------------------------- configs
@@ -628,10 +580,4 @@ def attention_flops(B: int, H: int, T: int, D: int, causal: bool = True, backwar
     return f * 3.5 if backward else f
 
 
-__all__ = [
-    "attention_flops",
-    "attention_mask",
-    "attention_reference",
-    "doc_ids_from_cu_seqlens",
-    "flash_attention",
-]
+__all__ = ["attention_flops", "flash_attention"]

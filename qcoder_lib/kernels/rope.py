@@ -5,6 +5,9 @@ Convention (transformers' Qwen2, "half-split", not interleaved)::
     rotate_half(x) = cat(-x[..., D/2:], x[..., :D/2])
     rope(x)        = x * cos + rotate_half(x) * sin      # cos, sin: (..., D) = cat(f, f)
 
+(frequencies, ``rotate_half`` and the PyTorch rotation live in :mod:`qcoder_lib.model.rope`; the
+reference here is that code.)
+
 Writing ``x = (x1, x2)`` for the two halves, the kernel computes per token and head::
 
     y1 = x1 * cos1 - x2 * sin1
@@ -29,6 +32,7 @@ import triton
 import triton.language as tl
 
 from qcoder_lib.kernels import INTERPRETER
+from qcoder_lib.model.rope import rope_angles, rope_inv_freq, rope_rotate
 
 
 def rope_cos_sin(
@@ -40,26 +44,15 @@ def rope_cos_sin(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The RoPE tables for positions ``0..num_positions-1``: ``cos, sin`` each ``(P, D)`` fp32.
 
-    ``inv_freq = 1 / base ** (arange(0, D, 2) / D)`` (Qwen2.5-Coder: ``base = 1e6``) unless an
-    ``inv_freq`` of shape ``(D/2,)`` is given (e.g. YaRN's blended frequencies);
-    ``emb = cat(freqs, freqs)`` as in transformers.
+    Frequencies from :func:`qcoder_lib.model.rope.rope_inv_freq` (``base``; Qwen2.5-Coder:
+    ``1e6``) unless an ``inv_freq`` of shape ``(D/2,)`` is given (e.g. YaRN's blended
+    frequencies); ``emb = cat(freqs, freqs)`` as in transformers.
     """
-    if head_dim % 2:
-        raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
     if inv_freq is None:
-        exponent = torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim
-        inv_freq = 1.0 / (base**exponent)
+        inv_freq = rope_inv_freq(head_dim, base, device)
     elif inv_freq.shape != (head_dim // 2,):
         raise ValueError(f"inv_freq has shape {tuple(inv_freq.shape)}, expected ({head_dim // 2},)")
-    pos = torch.arange(num_positions, dtype=torch.float32, device=inv_freq.device)
-    freqs = torch.outer(pos, inv_freq.float())  # (P, D/2)
-    emb = torch.cat([freqs, freqs], dim=-1)  # (P, D)
-    return emb.cos(), emb.sin()
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+    return rope_angles(torch.arange(num_positions, device=inv_freq.device), inv_freq)  # (P, D)
 
 
 def _gather_cos_sin(cos, sin, position_ids, B, T):
@@ -74,17 +67,15 @@ def _gather_cos_sin(cos, sin, position_ids, B, T):
 
 
 def apply_rope_reference(q, k, cos, sin, position_ids=None):
-    """PyTorch RoPE exactly as transformers' Qwen2 ``apply_rotary_pos_emb`` (the test oracle).
+    """PyTorch RoPE exactly as transformers' Qwen2 ``apply_rotary_pos_emb`` (the test oracle):
+    the model's own :func:`qcoder_lib.model.rope.rope_rotate` on q and on k.
 
     Same arguments and shapes as :func:`apply_rope`; cos/sin are cast to the dtype of q/k before
     the multiply, as transformers does.
     """
     B, _, T, _ = q.shape
-    c, s = _gather_cos_sin(cos, sin, position_ids, B, T)
-    c, s = c.unsqueeze(1), s.unsqueeze(1)  # (B, 1, T, D)
-    q_out = q * c.to(q.dtype) + _rotate_half(q) * s.to(q.dtype)
-    k_out = k * c.to(k.dtype) + _rotate_half(k) * s.to(k.dtype)
-    return q_out, k_out
+    c, s = _gather_cos_sin(cos, sin, position_ids, B, T)  # (B, T, D)
+    return rope_rotate(q, c.to(q.dtype), s.to(q.dtype)), rope_rotate(k, c.to(k.dtype), s.to(k.dtype))
 
 
 @triton.jit

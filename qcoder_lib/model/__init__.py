@@ -1,30 +1,38 @@
 """The Qwen2 decoder behind every Qwen2.5-Coder size, and what moves it in and out.
 
-- :mod:`.qwen`: the modules (RMSNorm, RoPE, attention with GQA, SwiGLU, decoder layers,
-  :class:`QwenForCausalLM`) and :class:`QwenConfig` with its presets.
+- :mod:`.config`: :class:`QwenConfig`, the Qwen2.5-Coder sizes and course presets, parameter and
+  FLOP counts.
+- :mod:`.rope`: RoPE frequencies (the one place they are computed), ``rotate_half``, rotation.
+- :mod:`.qwen`: the modules (RMSNorm, attention with GQA and three backends, SwiGLU, decoder
+  layers, :class:`QwenForCausalLM`) and the loss.
 - :mod:`.generation`: KV cache and sampling.
 - :mod:`.hf_interop`: checkpoints to and from transformers' ``Qwen2ForCausalLM``.
 """
 
-from qcoder_lib.model.qwen import (
+from qcoder_lib.model.config import (
     ATTENTION_BACKENDS,
     COURSE_PRESETS,
     QWEN25_CODER_SIZES,
+    ParamCount,
+    QwenConfig,
+    course_vocab_rows,
+)
+from qcoder_lib.model.qwen import (
     Attention,
     DecoderLayer,
-    ParamCount,
     QwenBody,
-    QwenConfig,
     QwenForCausalLM,
     RMSNorm,
     RMSNormFunction,
-    RotaryEmbedding,
     SwiGLU,
-    apply_rope,
-    build_attention_mask,
     eager_attention,
     next_token_loss,
-    packed_document_ids,
+)
+from qcoder_lib.model.rope import (
+    RotaryEmbedding,
+    rope_angles,
+    rope_inv_freq,
+    rope_rotate,
     rotate_half,
 )
 
@@ -42,10 +50,11 @@ __all__ = [
     "RMSNormFunction",
     "RotaryEmbedding",
     "SwiGLU",
-    "apply_rope",
-    "build_attention_mask",
+    "course_vocab_rows",
     "eager_attention",
     "next_token_loss",
-    "packed_document_ids",
+    "rope_angles",
+    "rope_inv_freq",
+    "rope_rotate",
     "rotate_half",
 ]
