@@ -13,16 +13,20 @@ compute on pad tokens; packing puts several samples into one row, separated by
 
 Either way each token gets a document id (the index of the sample it came from, -1 for
 padding) and a position id that restarts at 0 at the start of every piece of a document in a
-row. The model reads the restarts of ``position_ids`` to mask attention across documents (see
-:func:`document_mask`), so a piece never attends to another sample, and a continued piece starts
-at position 0 like a new document: it cannot see its beginning in the previous row anyway.
+row. The model reads the restarts of ``position_ids`` to mask attention across documents (the
+one rule of :mod:`qcoder_lib.packed`; :func:`document_mask` shows it), so a piece never attends to
+another sample, and a continued piece starts at position 0 like a new document: it cannot see its
+beginning in the previous row anyway.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
+
+from qcoder_lib import packed
 
 
 @dataclass
@@ -36,22 +40,21 @@ class PackedBatch:
     # (document, row, start, length) of every piece, in document order
     n_tokens: int = 0  # real (non-padding) tokens
     n_split: int = 0  # samples cut into more than one piece
-    strategy: str = "concat"
+    strategy: str = "concat"  # "concat" or "best_fit"
+    n_documents: int | None = None  # samples packed (empty ones included); None: from pieces
 
     @property
     def utilisation(self) -> float:
         """Share of the ``N * L`` slots holding real tokens (1.0 = no padding waste)."""
         return self.n_tokens / max(self.input_ids.numel(), 1)
 
-    def labels(self, ignore_index: int = -100) -> torch.Tensor:
-        """Next-token targets ``(N, L)``: ``labels[r, t] = input_ids[r, t + 1]`` when both tokens
-        belong to the same document piece, else ``ignore_index`` (no loss across documents,
-        at row ends, or on padding)."""
+    def labels(self, ignore_index: int = packed.IGNORE_INDEX) -> torch.Tensor:
+        """Next-token targets ``(N, L)``: ``labels[r, t] = input_ids[r, t + 1]`` unless token
+        ``t + 1`` starts another document piece (:func:`qcoder_lib.packed.next_token_targets`)
+        or is padding; ``ignore_index`` there and in the last column."""
         lab = torch.full_like(self.input_ids, ignore_index)
-        same = (self.document_ids[:, 1:] == self.document_ids[:, :-1]) & (
-            self.position_ids[:, 1:] == self.position_ids[:, :-1] + 1
-        ) & (self.document_ids[:, 1:] >= 0)
-        lab[:, :-1] = torch.where(same, self.input_ids[:, 1:], lab[:, :-1])
+        tgt = packed.next_token_targets(self.input_ids, self.position_ids, ignore_index)
+        lab[:, :-1] = tgt.masked_fill(self.document_ids[:, 1:] < 0, ignore_index)  # (N, L-1)
         return lab
 
 
@@ -70,16 +73,16 @@ def pack_sequences(
     hold ``<|endoftext|>`` between samples (FIM samples already end with it).
     ``pad_id``: fills the unused tail of rows (position ids count up from 0 there too, document
     id -1). ``drop_last`` (concat only): drop a last row that would need padding.
-    Raises ``ValueError`` naming the argument for ``seq_len < 1`` or an unknown strategy.
+    Raises ``ValueError`` naming the argument for ``seq_len < 1`` or an unknown strategy, and
+    naming the sample and position of a token id that is not a non-negative integer (a float
+    such as ``3.0`` is refused, never truncated).
     """
     if seq_len < 1:
         raise ValueError(f"pack_sequences: seq_len={seq_len} must be at least 1")
-    docs = []
-    for s in samples:
-        s = [int(t) for t in s]
+    docs = [_token_ids(s, i) for i, s in enumerate(samples)]
+    for s in docs:
         if eos_id is not None and (not s or s[-1] != eos_id):
             s.append(eos_id)
-        docs.append(s)
     if strategy == "concat":
         rows = _concat_rows(docs, seq_len)
         if drop_last and rows and sum(n for _, _, n in rows[-1]) < seq_len:
@@ -108,8 +111,29 @@ def pack_sequences(
     return PackedBatch(
         ids, pos, doc, [(d, r, c, n_) for d, _, r, c, n_ in pieces],
         n_tokens=int((doc >= 0).sum()), n_split=sum(1 for v in per_doc.values() if v > 1),
-        strategy=strategy,
+        strategy=strategy, n_documents=len(docs),
     )
+
+
+def _token_ids(sample, index: int) -> list[int]:
+    """``sample`` (a list, numpy array or tensor of ids) as a list of Python ints; raises
+    ``ValueError`` naming sample ``index`` and the position of a non-integer or negative id."""
+    values = sample.tolist() if hasattr(sample, "tolist") else list(sample)
+    out = []
+    for pos, t in enumerate(values):
+        try:
+            if isinstance(t, bool):
+                raise TypeError
+            t = operator.index(t)
+        except TypeError:
+            raise ValueError(
+                f"pack_sequences: sample {index}, token {pos} is {t!r} ({type(t).__name__}), "
+                "not an integer token id"
+            ) from None
+        if t < 0:
+            raise ValueError(f"pack_sequences: sample {index}, token {pos} is {t}, a negative id")
+        out.append(t)
+    return out
 
 
 def _concat_rows(docs: list[list[int]], seq_len: int) -> list[list[tuple[int, int, int]]]:
@@ -153,8 +177,11 @@ def _best_fit_rows(docs: list[list[int]], seq_len: int) -> list[list[tuple[int, 
 
 def unpack(batch: PackedBatch) -> list[list[int]]:
     """The samples back from a packed batch (with any ``eos_id`` that packing appended), by
-    document id: the inverse used by tests and by the notebook."""
+    document id: the inverse used by tests and by the notebook. Empty samples come back empty,
+    trailing ones included (``batch.n_documents``)."""
     n_docs = max((d for d, *_ in batch.pieces), default=-1) + 1
+    if batch.n_documents is not None:
+        n_docs = max(n_docs, batch.n_documents)
     out: list[list[int]] = [[] for _ in range(n_docs)]
     for d, r, c, n in batch.pieces:
         out[d].extend(batch.input_ids[r, c : c + n].tolist())
@@ -163,14 +190,11 @@ def unpack(batch: PackedBatch) -> list[list[int]]:
 
 def document_mask(position_ids: torch.Tensor) -> torch.Tensor:
     """Attention mask from restarting position ids: ``(T,) -> (T, T)`` or ``(N, T) -> (N, T, T)``
-    bool, True where query ``i`` may attend key ``j``: ``j <= i`` and both in the same document.
-    A document starts wherever a position is not the previous one + 1 (a restart at 0 in packed
-    rows), the rule of :func:`qcoder_lib.model.packed_document_ids` and of transformers."""
-    squeeze = position_ids.dim() == 1
-    pos = position_ids.unsqueeze(0) if squeeze else position_ids  # (N, T)
-    starts = torch.diff(pos, prepend=pos[:, :1] - 1, dim=-1) != 1  # (N, T)
-    segment = torch.cumsum(starts.long(), dim=-1)  # (N, T) piece index per token
+    bool, True where query ``i`` may attend key ``j``: ``j <= i`` and both in the same document
+    (:func:`qcoder_lib.packed.document_ids` and :func:`qcoder_lib.packed.attention_mask`, the rule
+    of the model and of transformers: a document starts wherever a position is not the previous
+    one + 1)."""
+    pos = position_ids.unsqueeze(0) if position_ids.dim() == 1 else position_ids  # (N, T)
     t = pos.shape[-1]
-    causal = torch.ones(t, t, dtype=torch.bool, device=pos.device).tril()
-    mask = (segment.unsqueeze(-1) == segment.unsqueeze(-2)) & causal  # (N, T, T)
-    return mask[0] if squeeze else mask
+    mask = packed.attention_mask(t, t, pos.device, doc_ids=packed.document_ids(pos))[:, 0]
+    return mask[0] if position_ids.dim() == 1 else mask  # (N, T, T) or (T, T)

@@ -168,3 +168,45 @@ def test_packed_batch_built_by_hand_labels_and_utilisation():
     empty = PackedBatch(torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4, dtype=torch.long),
                         torch.zeros(0, 4, dtype=torch.long))
     assert empty.utilisation == 0.0 and empty.labels().shape == (0, 4)
+
+
+def test_unpack_keeps_empty_documents_including_trailing_ones():
+    """Issue 19 item 16: without an eos_id an empty sample has no tokens and no piece; unpack
+    still returns one (empty) list per sample, in place, also at the end."""
+    samples = [[1, 2], [], [3], [], []]
+    for strategy in ("concat", "best_fit"):
+        b = pack_sequences(samples, 4, strategy=strategy)
+        assert b.n_documents == 5
+        assert unpack(b) == samples, strategy
+    assert unpack(pack_sequences([[], []], 3)) == [[], []]
+
+
+def test_token_ids_must_be_non_negative_integers_named_by_sample():
+    """Float ids are refused (never truncated: 2.7 would silently become 2), negative ids too;
+    the error names the sample and the token position. Integer-valued numpy/torch ids work."""
+    import numpy as np
+
+    with pytest.raises(ValueError, match=r"sample 1, token 2 is 2\.7 \(float\)"):
+        pack_sequences([[1, 2], [4, 5, 2.7]], 4)
+    with pytest.raises(ValueError, match=r"sample 0, token 1 is 3\.0"):
+        pack_sequences([[1, 3.0]], 4)  # integral floats too: the caller's data is wrong
+    with pytest.raises(ValueError, match=r"sample 2, token 0 is -1, a negative id"):
+        pack_sequences([[1], [2], [-1, 5]], 4)
+    with pytest.raises(ValueError, match=r"sample 0, token 0 .*not an integer"):
+        pack_sequences([np.array([0.5, 1.0])], 4)
+    with pytest.raises(ValueError, match=r"sample 0, token 1 is True"):
+        pack_sequences([[1, True]], 4)
+    b = pack_sequences([np.array([1, 2, 3]), torch.tensor([4, 5])], 4, eos_id=EOS)
+    assert unpack(b) == [[1, 2, 3, EOS], [4, 5, EOS]]
+
+
+def test_labels_follow_the_packed_rule():
+    """PackedBatch.labels is qcoder_lib.packed.next_token_targets (plus padding ignored): the
+    same targets as the training loop's rule, shifted into (N, L)."""
+    from qcoder_lib import packed
+
+    b = pack_sequences([[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]], 4, eos_id=EOS, pad_id=0)
+    want = packed.next_token_targets(b.input_ids, b.position_ids)
+    want = want.masked_fill(b.document_ids[:, 1:] < 0, -100)
+    assert torch.equal(b.labels()[:, :-1], want)
+    assert bool((b.labels()[:, -1] == -100).all())
