@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -39,6 +40,16 @@ CONFIG_FILE = "config.json"  # the model's transformers config (to rebuild it al
 METADATA_FILE = ".metadata"  # written by DCP last: its presence marks a complete save
 
 
+@contextlib.contextmanager
+def _quiet_dcp():
+    """DCP warns that it 'assumes' a single process when there is no process group; here that
+    is the intent (``no_dist=True``), so that one warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or "
+                                "uninitialized", category=UserWarning)
+        yield
+
+
 class DistributedCheckpointError(RuntimeError):
     """A DCP checkpoint folder is missing a file or does not fit the model; names the file."""
 
@@ -58,8 +69,9 @@ def save_distributed(folder, model: torch.nn.Module, optimizer, state: dict,
         where = [str(tmp) if info.is_main else None]
         if info.backend is not None:
             dist.broadcast_object_list(where, src=0)  # the temporary folder rank 0 made
-        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=where[0],
-                 no_dist=info.backend is None)
+        with _quiet_dcp():
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=where[0],
+                     no_dist=info.backend is None)
         if info.is_main:
             tmp = Path(where[0])
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
@@ -90,12 +102,14 @@ def load_distributed(folder, model: torch.nn.Module, optimizer=None,
     try:
         if optimizer is None:
             model_sd = get_model_state_dict(model)
-            dcp.load({"model": model_sd}, checkpoint_id=str(folder), no_dist=no_dist)
+            with _quiet_dcp():
+                dcp.load({"model": model_sd}, checkpoint_id=str(folder), no_dist=no_dist)
             set_model_state_dict(model, model_sd)
         else:
             model_sd, optim_sd = get_state_dict(model, optimizer)
             sd = {"model": model_sd, "optim": optim_sd}
-            dcp.load(sd, checkpoint_id=str(folder), no_dist=no_dist)
+            with _quiet_dcp():
+                dcp.load(sd, checkpoint_id=str(folder), no_dist=no_dist)
             set_state_dict(model, optimizer, model_state_dict=sd["model"],
                            optim_state_dict=sd["optim"])
     except (RuntimeError, ValueError, KeyError) as e:
@@ -120,7 +134,8 @@ def consolidate(folder, device: str | torch.device = "cpu"):
     model = QwenForCausalLM(cfg).to(device)
     model_sd = get_model_state_dict(model)
     try:
-        dcp.load({"model": model_sd}, checkpoint_id=str(folder), no_dist=True)
+        with _quiet_dcp():
+            dcp.load({"model": model_sd}, checkpoint_id=str(folder), no_dist=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise DistributedCheckpointError(
             f"checkpoint {folder} does not fit its own config.json ({type(e).__name__}: "

@@ -1,0 +1,174 @@
+"""qcoder_lib.distributed on CPU with gloo: 2 ranks agree with 1 process.
+
+References: a single-process run of the same script, same seed and same global batch. Weight
+tolerance: ``atol=1e-5`` after 4 AdamW steps at lr 3e-3 (measured ~1e-6: only the order of
+float summations differs between 1 and 2 ranks; Adam divides by sqrt(v) so a few 1e-7 gradient
+differences on tiny gradients show up at ~lr * 1e-4). Logits of a checkpoint reloaded on one
+process: bit-identical. Each torchrun launch is bounded by a wall-clock limit (LAUNCH_TIMEOUT_S)
+and every collective by a 30 s timeout, so no test can hang.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qcoder_lib.distributed.checkpoint import (
+    DistributedCheckpointError,
+    consolidate,
+    export_hf,
+    load_distributed,
+)
+from qcoder_lib.distributed.failure import alive, collect_failures, format_failures
+from qcoder_lib.distributed.launch import LaunchConfig, launch_local
+from qcoder_lib.distributed.memory import measured_state_bytes, state_bytes
+from qcoder_lib.distributed.run import counting_rows
+from qcoder_lib.distributed.run import main as run_main
+
+LAUNCH_TIMEOUT_S = 150
+ATOL = 1e-5
+ARGS = ["--steps", "4", "--batch-size", "8", "--seq-len", "32", "--timeout", "30"]
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def _max_diff(a, b):
+    assert set(a) == set(b)
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The reference: the same script in this process, no process group."""
+    out = tmp_path_factory.mktemp("single")
+    assert run_main(["--out", str(out), "--strategy", "single", *ARGS]) == 0
+    return out
+
+
+def _launch(tmp_path, name, strategy, nnodes=1, nproc=2, extra=()):
+    out = tmp_path / name
+    res = launch_local(LaunchConfig(nnodes=nnodes, nproc_per_node=nproc),
+                       ["--out", str(out), "--strategy", strategy, *ARGS, *extra],
+                       tmp_path / f"{name}_logs", timeout_s=LAUNCH_TIMEOUT_S)
+    assert res.ok, res.report() + "\n" + "\n".join(log[-3000:] for log in res.logs)
+    return out
+
+
+def test_ddp_two_ranks_match_one_process(tmp_path, single_run):
+    out = _launch(tmp_path, "ddp", "ddp")
+    assert _max_diff(_weights(out), _weights(single_run)) < ATOL
+    got = json.loads((out / "result.json").read_text())
+    ref = json.loads((single_run / "result.json").read_text())
+    assert got["world_size"] == 2 and ref["world_size"] == 1
+    assert got["losses"] == pytest.approx(ref["losses"], rel=1e-5)
+
+
+def test_fsdp2_matches_checkpoint_reloads_on_one_process_and_resumes(tmp_path, single_run):
+    out = _launch(tmp_path, "fsdp2", "fsdp2", extra=["--checkpoint-every", "2"])
+    assert _max_diff(_weights(out), _weights(single_run)) < ATOL
+    # sharded state: each of 2 ranks holds about half of what one process holds (fp32 AdamW)
+    held = json.loads((out / "result.json").read_text())["state_bytes_rank0"]
+    ref = json.loads((single_run / "result.json").read_text())["state_bytes_rank0"]
+    for part in ("params", "grads", "optimizer"):
+        assert held[part] == pytest.approx(ref[part] / 2, rel=0.02), part
+
+    # written by 2 ranks, read by 1: the same logits as the model the 2 ranks gathered
+    from qcoder_lib.model.hf_interop import from_hf
+
+    ids = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(1))
+    one = consolidate(out / "checkpoint-4")
+    assert torch.equal(one(ids), from_hf(out / "final")(ids))
+    with pytest.raises(DistributedCheckpointError, match=r"\.metadata"):
+        (out / "checkpoint-2" / ".metadata").rename(out / "hidden")
+        consolidate(out / "checkpoint-2")
+    (out / "hidden").rename(out / "checkpoint-2" / ".metadata")
+
+    # resume the 2-rank checkpoint of step 2 in ONE process (optimizer state resharded 2 -> 1)
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(out / "checkpoint-2", resumed / "checkpoint-2")
+    shutil.copy(out / "metrics.jsonl", resumed / "metrics.jsonl")
+    assert run_main(["--out", str(resumed), "--strategy", "single", "--resume", *ARGS]) == 0
+    got = json.loads((resumed / "result.json").read_text())
+    ref_losses = json.loads((single_run / "result.json").read_text())["losses"]
+    assert got["resumed_from"] == 2 and got["losses"] == pytest.approx(ref_losses[2:], rel=1e-5)
+    assert _max_diff(_weights(resumed), _weights(single_run)) < ATOL
+
+
+def test_two_nodes_on_loopback_train_together(tmp_path, single_run):
+    out = _launch(tmp_path, "two_nodes", "ddp", nnodes=2, nproc=1)
+    assert json.loads((out / "result.json").read_text())["world_size"] == 2
+    assert _max_diff(_weights(out), _weights(single_run)) < ATOL
+    assert len(list((tmp_path / "two_nodes_logs").glob("node*.log"))) == 2
+
+
+def test_a_failing_rank_stops_every_process_and_is_named(tmp_path):
+    out = tmp_path / "fail"
+    cfg = LaunchConfig(nnodes=2, nproc_per_node=1)
+    res = launch_local(cfg, ["--out", str(out), "--strategy", "fsdp2", "--steps", "50",
+                             "--timeout", "30", "--fail-rank", "1", "--fail-at-step", "1"],
+                       tmp_path / "logs", timeout_s=LAUNCH_TIMEOUT_S)
+    assert not res.timed_out, "the job hung until the wall-clock limit"
+    assert not res.ok and all(c != 0 for c in res.returncodes)
+    root = res.failures[0]
+    assert root.rank == 1 and root.node_rank == 1 and "InjectedFailure" in root.message
+    assert "maybe_fail" in root.traceback
+    assert "root cause: rank 1" in res.report()
+    assert collect_failures(tmp_path / "logs", 1)[0] == root
+    pids = [int(p.read_text()) for p in (out / "pids").glob("rank*.pid")]
+    assert len(pids) == 2 and not any(alive(p) for p in pids), "orphan worker left running"
+
+
+def test_export_hf_loads_in_transformers(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    assert run_main(["--out", str(out), "--strategy", "single", "--steps", "2",
+                     "--checkpoint-every", "2", "--rows", "16"]) == 0
+    hf_dir = export_hf(out / "checkpoint-2", tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+    ids = torch.randint(0, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = consolidate(out / "checkpoint-2")(ids)
+        assert torch.allclose(hf(ids, use_cache=False).logits, ref, atol=1e-5)
+    model = consolidate(out / "checkpoint-2").train()
+    state = load_distributed(out / "checkpoint-2", model)
+    assert state["step"] == 2 and state["cursor"] == 16
+
+
+def test_measured_single_process_state_matches_the_calculator():
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+    from qcoder_lib.train import TrainConfig, make_optimizer
+
+    model = QwenForCausalLM(QwenConfig.preset("smoke", vocab_size=256))
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
+    opt.step()
+    held = measured_state_bytes(model, opt)
+    n = model.num_params().total
+    assert (held["params"], held["grads"], held["optimizer"]) == state_bytes(n, "ddp", 1, "fp32")
+
+
+def test_counting_rows_are_packed_counting_documents():
+    rows = counting_rows(6, 40, 50, seed=3)
+    assert rows.input_ids.shape == (6, 40)
+    keep = rows.targets != -100
+    step = (rows.targets - rows.input_ids) % 50  # each target is the next count
+    assert keep.any() and set(step[keep].tolist()) <= {1, 2, 3}
+    starts = rows.position_ids == 0
+    assert starts[:, 0].all() and starts[:, 1:].any()  # packed: documents restart
+
+
+def test_failure_report_without_errors_and_alive():
+    assert format_failures([]) == "no rank recorded an error"
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    assert alive(__import__("os").getpid()) and not alive(p.pid)
