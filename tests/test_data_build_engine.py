@@ -5,7 +5,6 @@ import hashlib
 import random
 import struct
 import sys
-from dataclasses import asdict
 
 import pytest
 from datatrove.data import Document as DTDocument
@@ -83,12 +82,18 @@ def test_build_catches_planted_contamination_and_hits_the_mix(tmp_path):
     assert (tmp_path / "c" / "index.json").exists()
 
 
-def test_build_is_deterministic_for_a_seed(tmp_path):
-    def run(name):
-        build_corpus(tmp_path / name, profile_config("smoke", **{**TINY, "synthetic_programs": 0}))
+def test_build_is_deterministic_quiet_and_leaves_its_config_alone(tmp_path, capsys):
+    def run(name, **kw):
+        cfg = profile_config("smoke", **{**TINY, "synthetic_programs": 0, "seed": 5})
+        build_corpus(tmp_path / name, cfg, **kw)
+        assert cfg.mix.seed == 0 and cfg.seed == 5  # not overwritten by the build
         return hashlib.sha256((tmp_path / name / "shard_00000.bin").read_bytes()).hexdigest()
 
     assert run("a") == run("b")
+    assert capsys.readouterr().out == ""  # nothing printed by default
+    run("c", verbose=True)
+    out = capsys.readouterr().out
+    assert "mixed_docs" in out and "mix: code" in out
 
 
 def test_course_steps_as_datatrove_filters():
@@ -215,7 +220,7 @@ def test_regex_tokenizer_sentences_are_non_blank_lines_with_their_spans():
 
 
 def test_course_source_reader_splits_a_source_between_tasks():
-    cfg = {**asdict(profile_config("smoke", docs=6, math_problems=4)), "seed": 0}
+    cfg = profile_config("smoke", docs=6, math_problems=4)
     whole = CourseSourceReader(("docs",), cfg)
     names = [d.metadata["repo"] for d in whole.run()]
     assert len(names) == 6 and whole.stats["read_docs"].total == 6
@@ -229,7 +234,12 @@ def test_course_source_reader_splits_a_source_between_tasks():
     first = next(CourseSourceReader(("math",), cfg).run(data=[upstream]))
     assert first is upstream
     with pytest.raises(ValueError, match="nonsense"):
-        list(CourseSourceReader(("nonsense",), cfg).run())
+        CourseSourceReader(("nonsense",), cfg)
+    # the reader's streams are the plain build's, shard by shard
+    plain = [d.text for d in source_streams(cfg, BuildReport())["docs"]]
+    assert [d.text for p in parts for d in p] == plain[0::2] + plain[1::2]
+    with pytest.raises(ValueError, match="shard=.*rank"):
+        source_streams(cfg, BuildReport(), shard=(2, 2))
 
 
 def _signed_doc_indices(folder, mh: MinhashConfig) -> set:
@@ -306,3 +316,21 @@ def test_engine_counts_of_an_empty_work_dir(tmp_path):
         "near_duplicates": 0,
         "kept": {},
     }
+
+
+def test_engine_counts_finds_steps_by_class_label_not_display_text(tmp_path):
+    import json
+
+    from datatrove.pipeline.dedup.minhash import MinhashDedupFilter
+
+    from qcoder_lib.data.engine import _label
+
+    (tmp_path / "logs" / "4").mkdir(parents=True)
+    stats = [
+        {"name": "🔻 - FILTER: my stage 4 look-alike", "stats": {"dropped": 7}},
+        {"name": _label(MinhashDedupFilter), "stats": {"dropped": 3}},
+    ]
+    (tmp_path / "logs" / "4" / "stats.json").write_text(json.dumps(stats))
+    assert engine_counts(tmp_path)["near_duplicates"] == 3
+    (tmp_path / "logs" / "4" / "stats.json").write_text(json.dumps(stats[:1]))
+    assert engine_counts(tmp_path)["near_duplicates"] == 0
