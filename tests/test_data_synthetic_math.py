@@ -124,7 +124,7 @@ WRONG_ADD = "def add(a, b):\n    return a - b\n"
 
 
 def test_programs_whose_checks_never_ran_are_dropped_by_reason():
-    # issue 19 item 10: three wrong programs that a plain run passes (exit status 0)
+    # issue 19 item 10: wrong programs whose asserts never run
     progs = [
         Program("ok", "def add(a, b):\n    return a + b\n\nassert add(1, 2) == 3\n"),
         Program("exit", "import sys\n" + WRONG_ADD + "sys.exit(0)\nassert add(1, 2) == 3\n"),
@@ -132,7 +132,7 @@ def test_programs_whose_checks_never_ran_are_dropped_by_reason():
         Program("guard", WRONG_ADD + "if __name__ == '__main__':\n    assert add(1, 2) == 3\n"),
         Program("tests_exit", WRONG_ADD, tests="import sys\nsys.exit(0)\nassert add(1, 2) == 3\n"),
     ]
-    assert all(run_code(p.text, timeout_s=10).passed for p in progs[1:4])  # what fooled run_code
+    assert all(run_code(p.text, timeout_s=10).passed for p in progs[1:3])  # exit status 0
     rep, stats = SyntheticReport(), SourceStats()
     docs = list(synthetic_documents(10, programs=progs, report=rep, stats=stats, workers=2,
                                     timeout_s=10))
