@@ -52,7 +52,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        rep = build_corpus(Path(tmp) / "shards", cfg, tokenizer=tok, show_summary=False)
+        rep = build_corpus(Path(tmp) / "shards", cfg, tokenizer=tok)
         dt = time.perf_counter() - t0
     raw = rep.mix.bytes_in / 1e6
     read = sum(s.bytes_kept for s in rep.sources.values()) / 1e6
