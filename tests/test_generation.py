@@ -47,8 +47,10 @@ def test_greedy_matches_transformers_generate(models):
     assert ours.generate([prompt], 12) == hf_greedy(hf, [prompt], 12)
 
 
-@pytest.mark.parametrize("backend", ["eager", "sdpa"])
+@pytest.mark.parametrize("backend", ["eager", "sdpa", "triton"])
 def test_batched_prompts_of_different_lengths(models, backend):
+    """Left-padded batches equal each prompt alone and transformers' generate, on every backend
+    (triton falls back to SDPA under a KV cache and a padding mask)."""
     hf, ours = models
     ours.config.attn_implementation = backend
     torch.manual_seed(2)

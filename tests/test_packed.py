@@ -73,3 +73,18 @@ def test_doc_ids_from_cu_seqlens():
         P.doc_ids_from_cu_seqlens(torch.tensor([0, 3]), 2, 4)
     with pytest.raises(ValueError, match="non-decreasing"):
         P.doc_ids_from_cu_seqlens(torch.tensor([0, 5, 3, 8]), 2, 4)
+
+
+def test_is_packed_needs_no_host_sync_and_compiles_without_graph_breaks():
+    """is_packed is a 0-dim bool tensor (no bool() inside), so a compiled caller can branch on
+    the device with torch.where; fullgraph=True fails on any graph break."""
+    flag = P.is_packed(POS)
+    assert isinstance(flag, torch.Tensor) and flag.shape == () and flag.dtype == torch.bool
+
+    def doc_ids_or_zeros(pos):
+        return torch.where(P.is_packed(pos), P.document_ids(pos), torch.zeros_like(pos))
+
+    compiled = torch.compile(doc_ids_or_zeros, fullgraph=True, backend="eager")
+    assert torch.equal(compiled(POS), doc_ids_or_zeros(POS))
+    assert compiled(POS[1:]).tolist() == [[0] * 6]
+    torch._dynamo.reset()
