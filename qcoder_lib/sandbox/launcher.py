@@ -259,6 +259,9 @@ class _Init:
             layers["subreaper"] = True
         except OSError:
             layers["subreaper"] = False
+        # The filesystem layers are off unless setup_mounts below says otherwise.
+        layers.update(dict.fromkeys(
+            ("mount_ns", "private_proc", "private_tmp", "hidden_homes", "workdir_tmpfs"), False))
         if cfg.get("mount_ns"):
             # Only I and P get the new mount namespace: L stays in the host's, so that it can
             # still delete the working directory after the run.
