@@ -41,6 +41,7 @@ from qcoder_lib.tokenizer.course import (
     COURSE_TOKENIZER_VERSION,
     COURSE_VOCAB_SIZE,
     course_tokenizer,
+    course_tokenizer_dir,
     course_vocab_size,
     tokenizer_corpus,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "bytes_per_token",
     "check_encodable",
     "course_tokenizer",
+    "course_tokenizer_dir",
     "course_vocab_size",
     "decode",
     "encode_chat",

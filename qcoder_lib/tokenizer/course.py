@@ -4,7 +4,8 @@
   [...]}`` in the report's 70/20/10 code / text / math mix (the same group names as
   :data:`qcoder_lib.data.mix.QWEN_MIX`), with a disjoint held-out split.
 - :func:`course_tokenizer`: trained once per profile (or vocabulary size) on that corpus and
-  cached under ``<artifacts>/tokenizer-<profile>/`` (atomic write, one builder at a time).
+  cached under ``<artifacts>/tokenizer-<profile>/`` (:func:`course_tokenizer_dir`; atomic write,
+  one builder at a time).
 - :func:`course_vocab_size`: the vocabulary a profile's model needs (regular + special), from
   constants only, so model presets never import tokenizer internals or train anything.
 
@@ -149,6 +150,18 @@ def tokenizer_corpus(profile: str | None = None, *, split: str = "train",
     return {"code": code, "text": text, "math": math}
 
 
+def course_tokenizer_dir(profile: str, vocab_size: int | None = None) -> Path:
+    """The folder :func:`course_tokenizer` caches ``profile``'s tokenizer in:
+    ``<artifacts>/tokenizer-<profile>/``, or ``<artifacts>/tokenizer-<profile>-<vocab_size>/``
+    for a vocabulary size other than the profile's. Raises ``ValueError`` naming an unknown
+    profile."""
+    if profile not in COURSE_VOCAB_SIZE:
+        raise ValueError(f"profile {profile!r} is not one of {', '.join(COURSE_VOCAB_SIZE)}")
+    if vocab_size is None or vocab_size == COURSE_VOCAB_SIZE[profile]:
+        return artifacts_dir() / f"tokenizer-{profile}"
+    return artifacts_dir() / f"tokenizer-{profile}-{vocab_size}"
+
+
 def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | None = None,
                      *, rebuild: bool = False, vocab_size: int | None = None):
     """The course's tokenizer for ``profile`` (smoke: 2,048 regular tokens, cpu: 8,192,
@@ -168,12 +181,10 @@ def course_tokenizer(profile: str | None = None, cache_dir: str | os.PathLike | 
     profile = profile or get_profile()
     if profile not in COURSE_VOCAB_SIZE:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(COURSE_VOCAB_SIZE)}")
-    default = vocab_size is None or vocab_size == COURSE_VOCAB_SIZE[profile]
     n_regular = COURSE_VOCAB_SIZE[profile] if vocab_size is None else int(vocab_size)
     if n_regular < 256:
         raise ValueError(f"vocab_size={vocab_size} is below the 256 byte symbols of byte-level BPE")
-    name = f"tokenizer-{profile}" if default else f"tokenizer-{profile}-{n_regular}"
-    folder = Path(cache_dir) if cache_dir else artifacts_dir() / name
+    folder = Path(cache_dir) if cache_dir else course_tokenizer_dir(profile, n_regular)
     recipe = {
         "version": COURSE_TOKENIZER_VERSION,
         "profile": profile,
