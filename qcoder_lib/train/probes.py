@@ -1,0 +1,122 @@
+"""What a freshly pretrained model can do, measured on held-out code.
+
+- :func:`infill_tasks` + :func:`infill_exact_match`: single-line infilling (the FIM paper's and
+  HumanEval-SingleLineInfilling's task): hide one line of a held-out file, give the model the
+  lines around it as a PSM prompt, and count greedy answers equal to the hidden line.
+- :func:`function_heads` + :func:`completion_parse_share`: greedy completions of held-out
+  Python function heads (``def ...:`` lines), cut where the function ends, and the share that
+  ``ast.parse`` accepts: a coarse "does it write valid Python" probe.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class InfillTask:
+    """One hidden line."""
+
+    prefix: str  # the lines before it (ends with a newline)
+    middle: str  # the hidden line, without its newline
+    suffix: str  # a newline, then the lines after it
+
+
+def infill_tasks(texts, n: int, seed: int = 0, before: int = 8, after: int = 4) -> list[InfillTask]:
+    """Up to ``n`` tasks, one per text at most, drawn with ``seed``: a line with at least 4
+    non-blank characters (not the first), ``before`` lines of prefix and ``after`` of suffix."""
+    rng = random.Random(seed)
+    texts = list(texts)
+    rng.shuffle(texts)
+    tasks = []
+    for text in texts:
+        lines = text.split("\n")
+        choices = [k for k in range(1, len(lines) - 1) if len(lines[k].strip()) >= 4]
+        if not choices:
+            continue
+        k = rng.choice(choices)
+        prefix = "\n".join(lines[max(0, k - before):k]) + "\n"
+        suffix = "\n" + "\n".join(lines[k + 1:k + 1 + after])
+        tasks.append(InfillTask(prefix, lines[k], suffix))
+        if len(tasks) == n:
+            break
+    return tasks
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    from qcoder_lib.fim import FIM_STOP_TOKENS
+    from qcoder_lib.tokenizer import special_id
+
+    return [special_id(tokenizer, t) for t in FIM_STOP_TOKENS]
+
+
+def infill_exact_match(model, tokenizer, tasks: list[InfillTask], max_new_tokens: int = 32,
+                       batch_size: int = 16) -> tuple[float, list[str]]:
+    """``(share of exact matches, answers)``: greedy PSM infilling of each task; the answer is
+    cut at its first newline and compared with the hidden line, both stripped."""
+    from qcoder_lib.fim import fim_prompt_ids
+    from qcoder_lib.tokenizer import decode
+
+    model.eval()
+    answers = []
+    for s in range(0, len(tasks), batch_size):
+        chunk = tasks[s:s + batch_size]
+        prompts = [fim_prompt_ids(tokenizer, t.prefix, t.suffix) for t in chunk]
+        outs = model.generate(prompts, max_new_tokens, stop_token_ids=_stop_ids(tokenizer))
+        answers += [decode(tokenizer, o).split("\n")[0] for o in outs]
+    hits = sum(a.strip() == t.middle.strip() for a, t in zip(answers, tasks))
+    return hits / max(len(tasks), 1), answers
+
+
+def function_heads(texts, n: int, seed: int = 0) -> list[str]:
+    """Up to ``n`` prompts ``"def name(args):\\n"`` (top-level defs of the texts, one per text)."""
+    rng = random.Random(seed)
+    heads = []
+    for text in texts:
+        defs = [ln for ln in text.split("\n") if ln.startswith("def ") and ln.rstrip().endswith(":")]
+        if defs:
+            heads.append(rng.choice(defs).rstrip() + "\n")
+    rng.shuffle(heads)
+    return heads[:n]
+
+
+def cut_function(head: str, completion: str, complete: bool = False) -> str:
+    """``head`` + the completion's body: its lines up to the first non-indented, non-blank line
+    (where the function ends); the last line is dropped unless ``complete`` (generation ended
+    on a stop token, not on the token budget)."""
+    lines = completion.split("\n")
+    body = []
+    for i, ln in enumerate(lines):
+        if ln.strip() and not ln[:1].isspace():
+            break
+        if i == len(lines) - 1 and ln.strip() and not complete:  # cut by the budget
+            break
+        body.append(ln)
+    return head + "\n".join(body).rstrip() + "\n"
+
+
+def parses(code: str) -> bool:
+    """Does ``ast.parse`` accept ``code``?"""
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def completion_parse_share(model, tokenizer, heads: list[str], max_new_tokens: int = 64,
+                           batch_size: int = 16) -> tuple[float, list[str]]:
+    """``(share of heads whose greedy completion parses, the cut functions)``."""
+    from qcoder_lib.tokenizer import decode, encode_data
+
+    model.eval()
+    functions = []
+    for s in range(0, len(heads), batch_size):
+        chunk = heads[s:s + batch_size]
+        outs = model.generate([encode_data(tokenizer, h) for h in chunk], max_new_tokens,
+                              stop_token_ids=_stop_ids(tokenizer))
+        functions += [cut_function(h, decode(tokenizer, o), len(o) < max_new_tokens)
+                      for h, o in zip(chunk, outs)]
+    return sum(map(parses, functions)) / max(len(functions), 1), functions
