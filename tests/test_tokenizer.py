@@ -263,6 +263,23 @@ def test_load_tokenizer_refuses_a_folder_without_tokenizer_files(tok, tmp_path):
         bpe.load_tokenizer(ckpt / "tokenizer.json")
 
 
+def test_load_tokenizer_accepts_vocab_and_merges_files(tok, tmp_path):
+    """The second group of TOKENIZER_FILE_GROUPS: a slow-tokenizer folder (vocab.json +
+    merges.txt, as older Qwen2 uploads hold) loads and encodes as the original."""
+    model = json.loads(tok.backend_tokenizer.to_str())["model"]
+    (tmp_path / "vocab.json").write_text(json.dumps(model["vocab"]))
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "Qwen2Tokenizer"}')
+    assert ("vocab.json", "merges.txt") in bpe.TOKENIZER_FILE_GROUPS
+    loaded = bpe.load_tokenizer(tmp_path)
+    text = "def f(x):\n    return x + 12\n"
+    assert encode.encode_data(loaded, text) == encode.encode_data(tok, text)
+    (tmp_path / "merges.txt").unlink()  # half a group is not a tokenizer
+    with pytest.raises(FileNotFoundError, match="vocab.json \\+ merges.txt"):
+        bpe.load_tokenizer(tmp_path)
+
+
 def test_load_tokenizer_offline_never_asks_the_hub(tok, tmp_path, monkeypatch, no_network):
     import huggingface_hub.constants
 
@@ -550,6 +567,16 @@ def test_course_tokenizer_other_vocab_size_is_cached_apart(tmp_path, monkeypatch
     assert len(same) == 300 + N_SPECIAL and (tmp_path / "tokenizer-smoke").is_dir()
     with pytest.raises(ValueError, match="256 byte symbols"):
         course.course_tokenizer("smoke", vocab_size=100)
+
+
+def test_course_tokenizer_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("QCODER_ARTIFACTS", str(tmp_path))
+    assert course.course_tokenizer_dir("smoke") == tmp_path / "tokenizer-smoke"
+    assert course.course_tokenizer_dir("cpu", course.COURSE_VOCAB_SIZE["cpu"]) == (
+        tmp_path / "tokenizer-cpu")
+    assert course.course_tokenizer_dir("gpu", 4096) == tmp_path / "tokenizer-gpu-4096"
+    with pytest.raises(ValueError, match="'huge'"):
+        course.course_tokenizer_dir("huge")
 
 
 def test_course_vocab_size_per_profile():
