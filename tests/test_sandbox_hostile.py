@@ -93,12 +93,17 @@ def _stdout_lacks(*texts):
     return check
 
 
+PRIVATE_TMP = ("/tmp/", "/var/tmp/", "/dev/shm/")
+
+
 def _only_private_writes(r):
-    """Writes may succeed only in the run's private /dev/shm tmpfs (gone with the run)."""
+    """Writes may succeed only in the run's private /tmp, /var/tmp, /dev/shm (fresh tmpfs, gone
+    with the run); _assert_host_unchanged checks that the host's own folders got nothing."""
     assert "done" in r.stdout, r.stderr[-500:]
     for line in r.stdout.splitlines():
         if line.startswith("WROTE"):
-            assert line.split()[-1].startswith("/dev/shm/") and r.layers.get("mount_ns"), line
+            path = os.path.normpath(os.path.join(r.workdir, line.split()[-1]))
+            assert path.startswith(PRIVATE_TMP) and r.layers.get("private_tmp"), line
 
 
 ADD_TESTS = _src("""
