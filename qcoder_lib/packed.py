@@ -55,7 +55,10 @@ def attention_mask(q_len: int, kv_len: int, device=None, doc_ids: torch.Tensor |
     masked. Queries sit at the last ``q_len`` of the ``kv_len`` keys (a KV cache holds the earlier
     ones). ``doc_ids (B, kv_len)`` forbids crossing packed documents; ``key_padding (B, kv_len)``
     (1 = real token) hides pads, except that each query may always see itself so that a padded
-    row never becomes all ``-inf``."""
+    row never becomes all ``-inf``. ``device`` defaults to that of ``doc_ids``/``key_padding``."""
+    if device is None:
+        given = doc_ids if doc_ids is not None else key_padding
+        device = given.device if given is not None else None
     q_pos = torch.arange(kv_len - q_len, kv_len, device=device)[:, None]  # (q, 1)
     k_pos = torch.arange(kv_len, device=device)[None, :]  # (1, kv)
     mask = (k_pos <= q_pos)[None, None] if causal else None  # (1, 1, q, kv)

@@ -88,3 +88,11 @@ def test_is_packed_needs_no_host_sync_and_compiles_without_graph_breaks():
     assert torch.equal(compiled(POS), doc_ids_or_zeros(POS))
     assert compiled(POS[1:]).tolist() == [[0] * 6]
     torch._dynamo.reset()
+
+
+def test_attention_mask_follows_the_ids_device():
+    """Without ``device`` the mask is built where doc_ids (or key_padding) live (meta here, a
+    stand-in for a GPU), never on the CPU beside them."""
+    ids = torch.zeros(1, 4, dtype=torch.long, device="meta")
+    assert P.attention_mask(4, 4, doc_ids=ids).device.type == "meta"
+    assert P.attention_mask(2, 4, key_padding=ids).device.type == "meta"
