@@ -124,12 +124,13 @@ class HFTeacher(Teacher):
         self.name = f"hf:{name_or_path or type(model).__name__}"
 
     def chat(self, messages: list[dict]) -> str:
-        """The model's greedy reply, special tokens removed."""
+        """The model's greedy reply, special tokens removed. The template's markers are always
+        tokenized as special tokens, even for a tokenizer saved with ``split_special_tokens``."""
         import torch
 
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                  tokenize=True, return_dict=False,
-                                                 split_special_tokens=False)
+                                                 tokenizer_kwargs={"split_special_tokens": False})
         x = torch.tensor([ids], device=self.model.device)
         with torch.no_grad():
             out = self.model.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
