@@ -10,6 +10,7 @@ address really train together), with a wall-clock limit after which every proces
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,11 +135,13 @@ class LaunchResult:
 
 
 def launch_local(cfg: LaunchConfig, script_args: list[str], log_dir, timeout_s: float = 300.0,
-                 module: str = ENTRY_MODULE, env: dict | None = None) -> LaunchResult:
+                 module: str = ENTRY_MODULE, env: dict | None = None,
+                 on_poll: Callable[[], None] | None = None) -> LaunchResult:
     """Run the job of ``cfg`` on this machine: one torchrun per node rank ``0..nnodes-1``
     (``cfg.node_rank`` is ignored), each in its own process group, output in
     ``log_dir/node<k>.log``. Waits at most ``timeout_s`` seconds, then kills every process of the
-    job (agents and workers). A ``master_port`` of 0 is replaced by a free port."""
+    job (agents and workers). A ``master_port`` of 0 is replaced by a free port. ``on_poll()`` is
+    called about 5 times a second while the job runs (e.g. to update a progress bar)."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     port = cfg.master_port or free_port(cfg.master_addr)
@@ -145,31 +149,31 @@ def launch_local(cfg: LaunchConfig, script_args: list[str], log_dir, timeout_s: 
     run_env.setdefault("OMP_NUM_THREADS", "1")
     if cfg.backend:
         run_env["QCODER_DIST_BACKEND"] = cfg.backend
-    procs, files = [], []
+    procs = []
     t0 = time.perf_counter()
-    for node in range(cfg.nnodes):
-        node_cfg = LaunchConfig(cfg.nnodes, cfg.nproc_per_node, node, cfg.master_addr, port,
-                                cfg.backend)
-        cmd = torchrun_command(node_cfg, script_args, module, str(log_dir / f"node{node}"),
-                               executable=[sys.executable, "-m", "torch.distributed.run"])
-        fh = open(log_dir / f"node{node}.log", "w")
-        files.append(fh)
-        procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=run_env,
-                                      start_new_session=True))  # its own group: killable whole
     deadline = t0 + timeout_s
     timed_out = False
-    try:
-        while any(p.poll() is None for p in procs):
-            if time.perf_counter() > deadline:
-                timed_out = True
-                break
-            time.sleep(0.2)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                _kill_group(p)
-        for fh in files:
-            fh.close()
+    with contextlib.ExitStack() as logs_open:
+        for node in range(cfg.nnodes):
+            node_cfg = LaunchConfig(cfg.nnodes, cfg.nproc_per_node, node, cfg.master_addr, port,
+                                    cfg.backend)
+            cmd = torchrun_command(node_cfg, script_args, module, str(log_dir / f"node{node}"),
+                                   executable=[sys.executable, "-m", "torch.distributed.run"])
+            fh = logs_open.enter_context(open(log_dir / f"node{node}.log", "w"))
+            procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=run_env,
+                                          start_new_session=True))  # own group: killable whole
+        try:
+            while any(p.poll() is None for p in procs):
+                if time.perf_counter() > deadline:
+                    timed_out = True
+                    break
+                if on_poll is not None:
+                    on_poll()
+                time.sleep(0.2)
+        finally:  # the limit, an error or Ctrl-C here: nothing of the job survives
+            for p in procs:
+                if p.poll() is None:
+                    _kill_group(p)
     codes = [p.returncode for p in procs]
     logs = [(log_dir / f"node{n}.log").read_text(errors="replace") for n in range(cfg.nnodes)]
     first_bad = next((c for c in codes if c != 0), 0)

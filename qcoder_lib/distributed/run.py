@@ -88,9 +88,8 @@ class InjectedFailure(RuntimeError):
 @record
 def main(argv: list[str] | None = None) -> int:
     """Run this rank: join the group, train, write ``result.json`` (rank 0), leave the group."""
-    from qcoder_lib.distributed.train import train_distributed
     from qcoder_lib.model import QwenConfig, QwenForCausalLM
-    from qcoder_lib.train import TrainConfig
+    from qcoder_lib.train import TrainConfig, train
 
     args = build_parser().parse_args(argv)
     info = init_distributed(timeout_s=args.timeout)
@@ -109,22 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                           grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.lr / 10,
                           warmup_steps=args.warmup, checkpoint_every=args.checkpoint_every,
-                          keep_last=0, seed=args.seed, out_dir=str(out), dtype="auto")
+                          keep_last=0, seed=args.seed, out_dir=str(out), dtype="auto",
+                          strategy=args.strategy, progress=False)
 
         def maybe_fail(record_: dict) -> None:
             if info.rank == args.fail_rank and record_["step"] >= args.fail_at_step:
                 raise InjectedFailure(f"rank {info.rank} fails on purpose after step "
                                       f"{record_['step']} (--fail-rank {args.fail_rank})")
 
-        res = train_distributed(model, data, cfg, args.strategy, info, resume=args.resume,
-                                on_step=maybe_fail)
+        # qcoder_lib.train.train: the library's loop; ddp / fsdp2 go to train_distributed
+        res = train(model, data, cfg, resume=args.resume, on_step=maybe_fail)
         if info.is_main:
             (out / "result.json").write_text(json.dumps({
-                "losses": res.losses, "steps": res.steps, "world_size": res.world_size,
-                "strategy": res.strategy, "resumed_from": res.resumed_from,
+                "losses": res.losses, "steps": res.steps, "world_size": info.world_size,
+                "strategy": args.strategy, "resumed_from": res.resumed_from,
                 "tokens": res.tokens, "seconds": res.seconds,
-                "state_bytes_rank0": res.state_bytes}, indent=1), encoding="utf-8")
-            print(f"rank 0: {res.strategy} on {res.world_size} rank(s), {res.steps} steps, "
+                "state_bytes_rank0": getattr(res, "state_bytes", None)}, indent=1), encoding="utf-8")
+            print(f"rank 0: {args.strategy} on {info.world_size} rank(s), {res.steps} steps, "
                   f"loss {res.losses[0] if res.losses else float('nan'):.4f} -> "
                   f"{res.losses[-1] if res.losses else float('nan'):.4f}")
     finally:

@@ -138,7 +138,7 @@ def rank_rows(n_rows: int, info: DistInfo) -> slice:
     return slice(info.rank * per, (info.rank + 1) * per)
 
 
-def global_sum(value: float | int | torch.Tensor, info: DistInfo) -> torch.Tensor:
+def global_sum(value: float | torch.Tensor, info: DistInfo) -> torch.Tensor:
     """``value`` summed over every rank (a float64 tensor on ``info.device``; itself when
     single). Used for the number of targets in the global batch and for the logged loss."""
     t = torch.as_tensor(value, dtype=torch.float64, device=info.device).detach().clone()

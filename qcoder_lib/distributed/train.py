@@ -42,20 +42,15 @@ from qcoder_lib.distributed.strategy import (
     wrap_model,
 )
 from qcoder_lib.packed import IGNORE_INDEX
+from qcoder_lib.train import TrainResult
 
 
 @dataclass
-class DistributedResult:
-    """What a distributed run did (the same on every rank, except ``final_dir``)."""
+class DistributedResult(TrainResult):
+    """:class:`qcoder_lib.train.TrainResult` plus what data parallelism adds."""
 
-    steps: int  # optimizer steps done in total (including those before a resume)
-    losses: list[float]  # global-batch loss of every step of this run
-    tokens: int  # tokens of the global batches seen in total
-    seconds: float  # wall time of this run
-    resumed_from: int | None  # checkpoint step this run continued from, if any
-    world_size: int  # ranks that trained
-    strategy: str  # "single", "ddp" or "fsdp2"
-    final_dir: Path | None  # the HF folder (rank 0 only)
+    world_size: int = 1  # ranks that trained
+    strategy: str = "single"  # "single", "ddp" or "fsdp2"
     state_bytes: dict | None = None  # weights/grads/optimizer bytes this rank held at the end
 
 
@@ -66,20 +61,34 @@ def _grad_norm(model, max_norm: float) -> float:
     return float(norm)
 
 
-def train_distributed(model: torch.nn.Module, train_data, config, strategy: str = "single",
-                      info: DistInfo | None = None, *, resume: bool = False,
-                      on_step: Callable[[dict], None] | None = None) -> DistributedResult:
+def train_distributed(model: torch.nn.Module, train_data, config, eval_data=None, *,
+                      resume: bool = False, tokenizer=None,
+                      on_step: Callable[[dict], None] | None = None,
+                      info: DistInfo | None = None, strategy: str | None = None):
     """Train ``model`` (identical on every rank, e.g. built after the same seed) for
     ``config.steps`` steps of a :class:`qcoder_lib.train.TrainConfig` with ``strategy``
-    (``"single"``, ``"ddp"``, ``"fsdp2"``) on ``train_data`` (any kind
-    :func:`qcoder_lib.train.as_rows` accepts). Writes into ``config.out_dir``: ``metrics.jsonl``
-    (rank 0), DCP ``checkpoint-<step>/`` folders (every ``checkpoint_every`` steps) and
-    ``final/``. ``resume=True`` continues from the newest checkpoint, on any number of ranks."""
-    from qcoder_lib.train import as_rows, list_checkpoints, lr_at, make_optimizer, save_final
+    (default ``config.strategy``: ``"single"``, ``"ddp"``, ``"fsdp2"``) on ``train_data`` (any
+    kind :func:`qcoder_lib.train.as_rows` accepts); :func:`qcoder_lib.train.train` calls this for
+    ``ddp`` and ``fsdp2``. Every rank calls it. Writes into ``config.out_dir``:
+    ``metrics.jsonl`` (rank 0), DCP ``checkpoint-<step>/`` folders (every ``checkpoint_every``
+    steps) and ``final/`` (rank 0, with ``tokenizer`` when given). ``eval_data`` gives the
+    held-out loss every ``eval_every`` steps. ``resume=True`` continues from the newest
+    checkpoint, on any number of ranks. Returns a :class:`qcoder_lib.train.TrainResult` with
+    ``world_size``, ``strategy`` and ``state_bytes`` added."""
+    from qcoder_lib.train import (
+        as_rows,
+        evaluate,
+        list_checkpoints,
+        lr_at,
+        make_optimizer,
+        save_final,
+    )
 
     cfg = config
+    strategy = strategy or getattr(cfg, "strategy", "single")
     info = info or current_info()
     rows = as_rows(train_data, cfg.seq_len)
+    eval_rows = as_rows(eval_data, cfg.seq_len) if eval_data is not None else None
     mine = rank_rows(cfg.batch_size, info)  # raises when batch_size % world_size
     local = mine.stop - mine.start
     if local % cfg.grad_accum_steps:
@@ -118,6 +127,7 @@ def train_distributed(model: torch.nn.Module, train_data, config, strategy: str 
                               enabled=use_bf16 and strategy != "fsdp2")
     scale = float(info.world_size)  # undo the gradient averaging of DDP / FSDP2
     losses: list[float] = []
+    last_eval = None
     t_start = time.perf_counter()
     while step < cfg.steps:
         t0 = time.perf_counter()
@@ -151,7 +161,14 @@ def train_distributed(model: torch.nn.Module, train_data, config, strategy: str 
                   "tokens": tokens, "world_size": info.world_size,
                   "tokens_per_s": cfg.batch_size * rows.seq_len / max(time.perf_counter() - t0,
                                                                        1e-9)}
-        if info.is_main and (step % cfg.log_every == 0 or step == cfg.steps):
+        if eval_rows is not None and cfg.eval_every and (step % cfg.eval_every == 0
+                                                         or step == cfg.steps):
+            # every rank runs it (FSDP2 gathers weights collectively); all get the same number
+            last_eval = evaluate(model, eval_rows, micro, cfg.eval_rows,
+                                 "bf16" if use_bf16 else "fp32").loss
+            record["eval_loss"] = last_eval
+        if info.is_main and (step % cfg.log_every == 0 or step == cfg.steps
+                             or "eval_loss" in record):
             with open(metrics_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
@@ -166,6 +183,10 @@ def train_distributed(model: torch.nn.Module, train_data, config, strategy: str 
             on_step(record)
     held = measured_state_bytes(model, optimizer)
     single = gather_full_model(model, info)  # a collective: every rank takes part
-    final = save_final(single, out / "final") if single is not None else None
-    return DistributedResult(step, losses, tokens, time.perf_counter() - t_start, resumed_from,
-                             info.world_size, strategy, final, held)
+    final = save_final(single, out / "final", tokenizer) if single is not None else None
+    return DistributedResult(
+        steps=step, losses=losses, final_loss=losses[-1] if losses else float("nan"),
+        eval_loss=last_eval, eval_bpb=None, tokens=tokens,
+        seconds=time.perf_counter() - t_start, resumed_from=resumed_from, out_dir=out,
+        final_dir=final, checkpoints=[p for _, p in list_checkpoints(out)],
+        world_size=info.world_size, strategy=strategy, state_bytes=held)

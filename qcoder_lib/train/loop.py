@@ -116,7 +116,12 @@ def save_state(folder, model, optimizer, state: dict) -> Path:
 
 
 def load_state(folder, model, optimizer) -> dict:
-    """Read one checkpoint (``single``: :func:`~qcoder_lib.train.load_checkpoint`)."""
+    """Read one checkpoint (``single``: :func:`~qcoder_lib.train.load_checkpoint`; a
+    ``torch.distributed.checkpoint`` folder written by N ranks is resharded onto this process)."""
+    if (Path(folder) / ".metadata").is_file():  # issue 14: a DCP checkpoint (distributed run)
+        from qcoder_lib.distributed.checkpoint import load_distributed
+
+        return load_distributed(folder, model, optimizer)
     return load_checkpoint(folder, model, optimizer)
 
 
@@ -309,6 +314,11 @@ def train(
         raise TypeError(f"train: config must be a TrainConfig, not {type(config).__name__}")
     cfg = config
     cfg.validate()
+    if cfg.strategy != "single":  # issue 14: DDP / FSDP2 run the data-parallel step
+        from qcoder_lib.distributed.train import train_distributed
+
+        return train_distributed(model, train_data, cfg, eval_data, resume=resume,
+                                 tokenizer=tokenizer, on_step=on_step)
     rows = as_rows(train_data, cfg.seq_len)
     eval_rows = as_rows(eval_data, cfg.seq_len) if eval_data is not None else None
     if rows.seq_len != cfg.seq_len:
