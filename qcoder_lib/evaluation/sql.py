@@ -31,6 +31,7 @@ DATABASE = ("evaluation", "library.sqlite")  # resource_path parts of the shippe
 SCRIPT = ("evaluation", "library.sql")
 QUESTIONS = ("evaluation", "sql_questions.jsonl")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+_SQL_SYNTAX = ("syntax error", "incomplete input", "unrecognized token")  # SQLite's parse errors
 _RUNNER = """import json, sqlite3
 con = sqlite3.connect("file:db.sqlite?mode=ro", uri=True)
 rows = con.execute({query!r}).fetchall()
@@ -152,7 +153,7 @@ def score_sql(tasks: list[Task], completions: list[list[str]], workers: int | No
         t, c = meta[i]
         if res.status != "passed":
             err = res.stderr.strip().splitlines()[-1:] or [res.reason]
-            outcome = "syntax_error" if "syntax error" in err[0] else (
+            outcome = "syntax_error" if any(m in err[0] for m in _SQL_SYNTAX) else (
                 res.status if res.status != "failed" else "runtime_error")
             results[i] = SampleResult(t.task_id, c, outcome, err[0][:200])
             continue
