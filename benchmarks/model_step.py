@@ -20,8 +20,8 @@ import torch
 
 
 def make_models(preset: str, attn: str):
-    from qcoder_lib.model.hf_interop import to_hf_model
     from qcoder_lib.model import QwenConfig, QwenForCausalLM
+    from qcoder_lib.model.hf_interop import to_hf_model
 
     cfg = QwenConfig.preset(preset, attn_implementation=attn)
     ours = QwenForCausalLM(cfg)

@@ -19,8 +19,8 @@ from qcoder_lib.runtime import ensure_triton_backend
 
 ensure_triton_backend()
 
-_TINY = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-             num_attention_heads=4, num_key_value_heads=2)
+_TINY = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2}
 
 
 def _hf_tiny_config(**fields):

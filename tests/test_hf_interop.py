@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from transformers import AutoModelForCausalLM
 
 from qcoder_lib.model import QwenConfig, QwenForCausalLM

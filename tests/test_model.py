@@ -36,9 +36,9 @@ CONFIGS = {
 def config_fields(name):
     """The transformers Qwen2Config fields of one of CONFIGS."""
     vocab, d, f, layers, hq, hkv, hd, tied = CONFIGS[name]
-    return dict(vocab_size=vocab, hidden_size=d, intermediate_size=f, num_hidden_layers=layers,
-                num_attention_heads=hq, num_key_value_heads=hkv, head_dim=hd,
-                tie_word_embeddings=tied)
+    return {"vocab_size": vocab, "hidden_size": d, "intermediate_size": f,
+            "num_hidden_layers": layers, "num_attention_heads": hq, "num_key_value_heads": hkv,
+            "head_dim": hd, "tie_word_embeddings": tied}
 
 
 @pytest.fixture(scope="module", params=list(CONFIGS))
@@ -527,8 +527,8 @@ def test_attention_matches_transformers_qwen2_attention(name, hf_tiny_config, ra
     weights, on each backend of ours; max |diff| <= 1e-5, gradients w.r.t. the input too."""
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention
 
-    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import Attention, RotaryEmbedding
+    from qcoder_lib.model.hf_interop import from_hf_config
 
     hcfg = _hf_block_config(hf_tiny_config, name)
     theirs = randomise(Qwen2Attention(hcfg, layer_idx=0), 12)
@@ -552,8 +552,8 @@ def test_attention_matches_transformers_qwen2_attention(name, hf_tiny_config, ra
 def test_decoder_layer_matches_transformers_qwen2_decoder_layer(hf_tiny_config, randomise):
     from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
-    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import DecoderLayer, RotaryEmbedding
+    from qcoder_lib.model.hf_interop import from_hf_config
 
     hcfg = _hf_block_config(hf_tiny_config, "mqa_tied")
     theirs = randomise(Qwen2DecoderLayer(hcfg, layer_idx=0), 13)
@@ -575,8 +575,8 @@ def test_qwen_body_is_transformers_qwen2_model(hf_tiny_config, randomise):
     works) and, run block by block, gives its last hidden state."""
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Model
 
-    from qcoder_lib.model.hf_interop import from_hf_config
     from qcoder_lib.model import QwenBody
+    from qcoder_lib.model.hf_interop import from_hf_config
 
     hcfg = _hf_block_config(hf_tiny_config, "odd_sizes")
     theirs = randomise(Qwen2Model(hcfg), 14).eval()

@@ -7,7 +7,6 @@ import torch
 
 from qcoder_lib import packed as P
 
-
 POS = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]])
 
 
