@@ -119,6 +119,7 @@ class LaunchResult:
     failures: list[RankFailure]  # recorded worker errors, root cause first
     logs: list[str]  # each node's torchrun output (agents and workers)
     seconds: float  # wall time
+    agent_pids: list[int] = field(default_factory=list)  # each torchrun = its process group id
 
     @property
     def ok(self) -> bool:
@@ -179,7 +180,7 @@ def launch_local(cfg: LaunchConfig, script_args: list[str], log_dir, timeout_s: 
     first_bad = next((c for c in codes if c != 0), 0)
     return LaunchResult(first_bad if not timed_out else (first_bad or -9), codes, timed_out,
                         collect_failures(log_dir, cfg.nproc_per_node), logs,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, [p.pid for p in procs])
 
 
 def _kill_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
