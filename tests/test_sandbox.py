@@ -321,7 +321,7 @@ def test_file_names_must_be_plain():
 def test_sandbox_error_when_the_sandbox_itself_cannot_set_up(monkeypatch):
     """A host whose interpreter vanished: the real launcher cannot exec it. That is the sandbox
     failing, not the program, so SandboxError naming the step, not a status."""
-    import qcoder_lib.sandbox.parent as parent
+    from qcoder_lib.sandbox import parent
 
     monkeypatch.setattr(parent, "sandbox_interpreter", lambda: ("/nonexistent/python3", True))
     monkeypatch.setattr(parent.sys, "executable", parent.sys.executable)  # launcher still runs

@@ -9,6 +9,7 @@ data disk), both world-writable, each holding a listening world-writable Unix so
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,7 +24,6 @@ import pytest
 
 from qcoder_lib.sandbox import (
     Limits,
-    check_program,
     run_code,
     run_many,
     sandbox_interpreter,
@@ -87,14 +87,14 @@ def private_tempdir(monkeypatch):
 # --- item 1: every mount read-only but the run's own; the layer reports the truth ----------
 
 MOUNT_PROBE = """
-import os
+import json, os
 def unescape(p):
     return p.replace("\\\\040", " ").replace("\\\\134", "\\\\")
 rw = {}
 for line in open("/proc/self/mountinfo"):
     f = line.split()
     rw[unescape(f[4])] = "rw" in f[5].split(",")
-print("RW", sorted(p for p, w in rw.items() if w and os.path.lexists(p)))
+print("RW", json.dumps(sorted(p for p, w in rw.items() if w and os.path.lexists(p))))
 for path in [MNT + "/from_sandbox", HOSTTMP + "/from_sandbox", "/tmp/private_file"]:
     try:
         open(path, "w").write("x")
@@ -115,7 +115,7 @@ def test_every_mount_is_readonly_but_the_runs_own(host_mounts):
     assert r.passed, r.stderr
     assert r.layers["readonly_root"] is True and r.layers["private_tmp"] is True
     rw_line = next(line for line in r.stdout.splitlines() if line.startswith("RW"))
-    rw = set(eval(rw_line[3:]))  # noqa: S307 - our own probe's repr of a list of paths
+    rw = set(json.loads(rw_line[3:]))
     private = {d for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d)
                and not os.path.islink(d)}
     assert rw == {r.workdir} | private, rw  # checked from inside, independently of the layer
@@ -391,9 +391,9 @@ def test_limits_are_validated_with_the_field_named():
         ({"output_limit_mb": -1}, "output_limit_mb"),
         ({"memory_mb": 1.5}, "memory_mb"),
     ]:
-        with pytest.raises(ValueError, match=field):
+        with pytest.raises((TypeError, ValueError), match=field):
             run_code("print(1)", **bad)
-        with pytest.raises(ValueError, match=field):
+        with pytest.raises((TypeError, ValueError), match=field):
             Limits(**bad).validate()
     with pytest.raises(TypeError, match="timeout"):
         Limits().with_overrides(timeout=1)
@@ -422,7 +422,7 @@ def test_oom_protection_layer_tells_the_truth():
 # --- item 8: run_many validates before anything runs ---------------------------------------
 
 def test_run_many_validates_every_task_first(monkeypatch):
-    import qcoder_lib.sandbox.api as api
+    from qcoder_lib.sandbox import api
 
     started = []
     real = api.execute

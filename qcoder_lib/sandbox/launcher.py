@@ -20,10 +20,8 @@ written by I, is the program's exit status and resource usage.
 
 # Every module is imported here, before the mounts may hide the interpreter's home directory
 # (os.wait4 needs resource too).
-import fcntl
 import json
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -31,14 +29,16 @@ import time
 import traceback
 
 if __package__:
-    from . import linux, mounts
-else:  # run as a script (-I -S): load the two stdlib-only siblings from this folder
+    from . import cgroups, linux, program
+else:  # run as a script (-I -S): load the stdlib-only siblings from this folder
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
+        import cgroups
         import linux
-        import mounts
+        import program
     finally:
         del sys.path[0]
+mounts = program.mounts
 
 _call = linux.call
 UID_BASE = 1_000_000  # sandbox uids are UID_BASE + the launcher's pid (unique among live runs)
@@ -103,9 +103,9 @@ def _enter_user_ns():
     uid, gid = os.getuid(), os.getgid()
     try:
         _call("unshare", linux.CLONE_NEWUSER)
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+        cgroups.write("/proc/self/setgroups", "deny")
+        cgroups.write("/proc/self/uid_map", f"{uid} {uid} 1")
+        cgroups.write("/proc/self/gid_map", f"{gid} {gid} 1")
         return True
     except OSError:
         return False
@@ -126,81 +126,6 @@ def _sweep_uid(uid):
             pass
         os._exit(0)
     os.waitpid(pid, 0)
-
-
-CGROUP_V1 = {"memory": "/sys/fs/cgroup/memory", "pids": "/sys/fs/cgroup/pids"}
-
-
-def _write(path, value):
-    with open(path, "w") as f:
-        f.write(str(value))
-
-
-def _cgroup_setup(cfg):
-    """cgroup v1 memory + pids for the whole run (every process of it, root or not).
-
-    Returns {controller: directory} for the controllers that were set up, and the layers.
-    """
-    name = f"qcoder-sandbox-{os.getpid()}"
-    made, layers = {}, {}
-    limits = {
-        "memory": [("memory.limit_in_bytes", cfg["cgroup_memory_bytes"]),
-                   ("memory.memsw.limit_in_bytes", cfg["cgroup_memory_bytes"])],
-        "pids": [("pids.max", cfg["cgroup_pids_max"])],  # the program's + the sandbox's own
-    }
-    for ctl, root in CGROUP_V1.items():
-        layers[f"cgroup_{ctl}"] = False
-        if not cfg.get("cgroup") or not os.path.exists(os.path.join(root, "cgroup.procs")):
-            continue
-        path = os.path.join(root, name)
-        try:
-            os.mkdir(path)
-        except OSError:
-            continue
-        made[ctl] = path
-        try:
-            for fname, value in limits[ctl]:
-                if os.path.exists(os.path.join(path, fname)):
-                    _write(os.path.join(path, fname), value)
-            _write(os.path.join(path, "cgroup.procs"), os.getpid())
-            layers[f"cgroup_{ctl}"] = True
-        except OSError:
-            pass
-    return made, layers
-
-
-def _cgroup_teardown(made):
-    """Leave the run's cgroups, read how many OOM kills happened, remove them."""
-    info = {}
-    for ctl, path in made.items():
-        try:
-            _write(os.path.join(CGROUP_V1[ctl], "cgroup.procs"), os.getpid())
-        except OSError:
-            pass
-        if ctl == "memory":
-            try:
-                with open(os.path.join(path, "memory.oom_control")) as f:
-                    for line in f:
-                        if line.startswith("oom_kill "):
-                            info["oom_kills"] = int(line.split()[1])
-            except OSError:
-                pass
-        remove_cgroup_dir(path, tries=100, pause_s=0.01)
-    return info
-
-
-def remove_cgroup_dir(path: str, tries: int, pause_s: float) -> None:
-    """Remove a cgroup folder, retrying while the run's last processes are still exiting
-    (``rmdir`` fails with EBUSY until the group is empty); a missing folder is fine."""
-    for _ in range(tries):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(pause_s)
-
 
 class _Init:
     """What I does: start P, reap everything, and leave nothing alive when P is done."""
@@ -278,12 +203,12 @@ class _Init:
         pid = os.fork()
         if pid == 0:
             os.close(ready_w)
-            _exec_program(cfg, self.status_fd, ready_r)  # never returns
+            program.exec_program(cfg, self.status_fd, ready_r)  # never returns
         os.close(ready_r)
         self.child = pid
         if cfg.get("uid") is not None and cfg.get("drop_uid"):
             self.unique_uid = cfg["uid"]
-        os.close(ready_w)  # P may exec now that we know its pid (see _exec_program)
+        os.close(ready_w)  # P may exec now that we know its pid (see program.py)
         t0 = time.monotonic()
         while True:
             try:
@@ -312,121 +237,6 @@ class _Init:
         _report(self.status_fd, **out)
         os._exit(0)
 
-
-def _exec_program(cfg, status_fd, ready_r):
-    """In P: limits, own process group, unprivileged uid, minimal env, then exec."""
-    try:
-        _prepare_and_exec(cfg, status_fd, ready_r)
-    except BaseException:  # noqa: BLE001 - report the sandbox's own failure, never run on
-        _report(status_fd, who="error", where="program setup", error=traceback.format_exc())
-        os._exit(127)
-
-
-def _prepare_and_exec(cfg, status_fd, ready_r):
-    layers = {}
-    try:
-        _write("/proc/self/oom_score_adj", 1000)  # the OOM killer's first pick: the program
-        layers["oom_protection"] = bool(cfg.get("oom_launcher"))
-    except OSError:
-        layers["oom_protection"] = False
-    try:
-        os.setpgid(0, 0)
-        layers["process_group"] = True
-    except OSError:
-        layers["process_group"] = False
-    os.read(ready_r, 1)  # wait until I has recorded our pid
-    os.close(ready_r)
-    # Still privileged (root, or every capability in our user namespace): make every mount but
-    # the workdir and the private tmp read-only; after the oom_score_adj write above (/proc too).
-    writable = cfg.get("writable_mounts")
-    layers["readonly_root"] = writable is not None and mounts.make_readonly(writable)
-    limits = {
-        "cpu": (resource.RLIMIT_CPU, cfg["cpu_s"], cfg["cpu_s"] + 1),
-        "address_space": (resource.RLIMIT_AS, cfg["memory_bytes"], cfg["memory_bytes"]),
-        "file_size": (resource.RLIMIT_FSIZE, cfg["fsize_bytes"], cfg["fsize_bytes"]),
-        "open_files": (resource.RLIMIT_NOFILE, cfg["nofile"], cfg["nofile"]),
-        "processes": (resource.RLIMIT_NPROC, cfg["nproc"], cfg["nproc"]),
-        "core": (resource.RLIMIT_CORE, 0, 0),
-    }
-    ok = True
-    for which, soft, hard in limits.values():
-        try:
-            resource.setrlimit(which, (soft, hard))
-        except (OSError, ValueError):
-            ok = False
-    layers["rlimits"] = ok
-    work = cfg["workdir"]
-    uid = cfg.get("uid")
-    entries = [os.path.join(work, name) for name in os.listdir(work)]
-    ran_as = None
-    layers["unprivileged_user"] = False
-    if uid is not None and os.geteuid() == 0:
-        # Our own uid first; "nobody" if the OS refuses it (e.g. a small user-ns uid map).
-        for candidate in (uid, 65534):
-            try:
-                for path in [work, *entries]:  # owner-only (0700 / 0600): this run's uid alone
-                    os.chown(path, candidate, candidate)
-                os.setgroups([])
-                os.setgid(candidate)
-                os.setuid(candidate)
-                layers["unprivileged_user"] = True
-                layers["unique_uid"] = candidate == uid
-                ran_as = candidate
-                break
-            except OSError:
-                continue
-    try:
-        _call("prctl", linux.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # cleared by setuid
-    except OSError:
-        pass
-    try:
-        _call("prctl", linux.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        layers["no_new_privs"] = True
-    except OSError:
-        layers["no_new_privs"] = False
-    layers["unix_sockets_blocked"] = False
-    if not cfg.get("network") and layers["no_new_privs"]:
-        try:
-            linux.block_unix_sockets()
-            layers["unix_sockets_blocked"] = True
-        except OSError:
-            pass
-    # still root after a failed uid drop: the caller's own interpreter
-    python = cfg["interpreter" if layers["unprivileged_user"] else "interpreter_privileged"]
-    no_sockets = not cfg.get("net_ns_active") and not cfg.get("network")
-    layers["sockets_disabled"] = no_sockets
-    net_mode = "no-sockets" if no_sockets else "net-ok"
-    argv = [python, "-I", "-B", cfg["harness"], net_mode, *cfg["harness_args"]]
-    _report(status_fd, who="program", layers=layers, uid=ran_as)
-    # Move every fd we keep out of the way first, so that no dup2 below overwrites another.
-    status_fd = fcntl.fcntl(status_fd, fcntl.F_DUPFD_CLOEXEC, 10)  # closed by a successful exec
-    moved = {}
-    for target, key in ((3, "token_fd"), (4, "result_fd")):
-        if cfg.get(key) is not None:
-            moved[target] = fcntl.fcntl(cfg[key], fcntl.F_DUPFD_CLOEXEC, 10)
-    os.chdir(work)
-    fd0 = os.open(cfg.get("stdin_path") or os.devnull, os.O_RDONLY)
-    os.dup2(fd0, 0)
-    # fds 1, 2 are the parent's stdout/stderr pipes; 3/4 are the token and result pipes.
-    keep = {0, 1, 2, status_fd, *moved.values()}
-    for target, fd in moved.items():
-        os.dup2(fd, target)  # dup2 makes the target inheritable
-        keep.add(target)
-    for fd in range(3, 1024):
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    for fd in moved.values():
-        os.close(fd)
-    try:
-        os.execve(argv[0], argv, cfg["env"])
-    except OSError as e:
-        _report(status_fd, who="error", where="exec", error=f"{argv[0]}: {e}")
-        os._exit(127)
-
-
 def main():
     """The launcher L: read the run's JSON config from ``argv[1]``, enter the namespaces and
     cgroups, fork the init process I and wait for it, report on the status fd, then exit."""
@@ -452,11 +262,11 @@ def main():
         os._exit(1)  # the parent died before the prctl: run nothing
     layers = {"session": os.getsid(0) == os.getpid()}
     try:
-        _write("/proc/self/oom_score_adj", -1000)  # the OOM killer picks the program, not us
+        cgroups.write("/proc/self/oom_score_adj", -1000)  # the OOM killer picks the program, not us
         cfg["oom_launcher"] = True  # (I inherits it; P reports the oom_protection layer)
     except OSError:
         cfg["oom_launcher"] = False  # not root: only raising one's own score is allowed
-    cgroups, cg_layers = _cgroup_setup(cfg)
+    made, cg_layers = cgroups.setup(cfg)
     layers.update(cg_layers)
     if os.geteuid() != 0:
         # RLIMIT_NPROC counts every task of the user: allow max_processes more than it has.
@@ -498,7 +308,7 @@ def main():
             break
         except ChildProcessError:
             break
-    _report(status_fd, who="cgroup", **_cgroup_teardown(cgroups))
+    _report(status_fd, who="cgroup", **cgroups.teardown(made))
     shutil.rmtree(cfg["workdir"], ignore_errors=True)  # the parent does too, unless it died
     os._exit(0)
 

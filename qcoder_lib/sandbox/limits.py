@@ -35,7 +35,8 @@ class Limits:
     output_limit_mb: float = 8.0  # more output than this in all: the run is killed, > 0
 
     def validate(self) -> Limits:
-        """Raise ``ValueError`` naming the field when a value is unusable; return ``self``."""
+        """Raise ``ValueError`` (``TypeError`` for a wrong type) naming the field when a value is
+        unusable; return ``self``."""
         floors = {
             "memory_mb": MIN_MEMORY_MB,
             "max_processes": 1,
@@ -47,13 +48,13 @@ class Limits:
         for name, floor in floors.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"Limits.{name}={value!r}: must be an int")
+                raise TypeError(f"Limits.{name}={value!r}: must be an int")
             if value < floor:
                 raise ValueError(f"Limits.{name}={value!r}: must be >= {floor}")
         for name in ("timeout_s", "output_limit_mb"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"Limits.{name}={value!r}: must be a number of seconds/MB")
+                raise TypeError(f"Limits.{name}={value!r}: must be a number of seconds/MB")
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"Limits.{name}={value!r}: must be finite and > 0")
         return self

@@ -323,7 +323,7 @@ def _collect(proc, status_r, result_r, t0, limits: Limits):
 
 def _remove_cgroups(launcher_pid: int) -> None:
     """Remove the run's cgroups if the launcher could not (it was force-killed)."""
-    from .launcher import CGROUP_V1, remove_cgroup_dir  # Linux-only module: import here
+    from .cgroups import CGROUP_V1, remove_cgroup_dir
 
     for root in CGROUP_V1.values():
         remove_cgroup_dir(os.path.join(root, f"{WORKDIR_PREFIX}{launcher_pid}"), 50, 0.02)
