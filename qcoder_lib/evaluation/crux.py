@@ -33,7 +33,7 @@ class _Rename(ast.NodeTransformer):
     def __init__(self, old: str):
         self.old = old
 
-    def visit_FunctionDef(self, node):  # noqa: N802 - ast visitor name
+    def visit_FunctionDef(self, node):
         if node.name == self.old:
             node.name = "f"
             body = node.body
@@ -44,7 +44,7 @@ class _Rename(ast.NodeTransformer):
         self.generic_visit(node)
         return node
 
-    def visit_Name(self, node):  # noqa: N802 - ast visitor name
+    def visit_Name(self, node):
         if node.id == self.old:
             node.id = "f"
         return node

@@ -17,7 +17,7 @@ DEFAULT_TIMEOUT_S = 10.0  # per program (wall clock); HumanEval's own harness us
 
 def default_workers() -> int:
     """Sandbox workers: ``$QCODER_EVAL_WORKERS`` or the CPU count."""
-    return int(os.environ.get("QCODER_EVAL_WORKERS", 0)) or os.cpu_count() or 1
+    return int(os.environ.get("QCODER_EVAL_WORKERS", "0")) or os.cpu_count() or 1
 
 
 def score_programs(

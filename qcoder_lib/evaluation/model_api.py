@@ -210,8 +210,10 @@ class HFModel(EvalModel):
         device = next(self.model.parameters()).device
         ids, mask = left_pad(prompts, self.pad_id(), device)  # (B, T) each
         torch.manual_seed(seed)
-        kwargs = dict(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                      top_k=0) if sampling.temperature > 0 else dict(do_sample=False)
+        kwargs = {"do_sample": False}
+        if sampling.temperature > 0:
+            kwargs = {"do_sample": True, "temperature": sampling.temperature,
+                      "top_p": sampling.top_p, "top_k": 0}
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
             eos_token_id=self.stop_token_ids(), pad_token_id=self.pad_id(),

@@ -132,8 +132,9 @@ def write_report(runs, folder) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    parts = ["# Evaluation\n", "Headline score in % (pass@1 unless noted); the report's numbers "
-             "are for the published models on the full benchmarks, for scale.\n",
+    intro = ("Headline score in % (pass@1 unless noted); the report's numbers are for the "
+             "published models on the full benchmarks, for scale.\n")
+    parts = ["# Evaluation\n", intro,
              results_table(runs), "![results](results.png)\n"]
     for r in runs:
         parts += [f"\n## Failures: {r.model}\n", failure_table(r)]

@@ -143,7 +143,7 @@ def score_sql(tasks: list[Task], completions: list[list[str]], workers: int | No
             meta.append((t, c))
     out = []
     # one run_many call per database file (the file travels with each program)
-    for db in set(d for _, d in jobs) or []:
+    for db in {d for _, d in jobs}:
         idx = [i for i, (_, d) in enumerate(jobs) if d is db]
         runs = run_many([jobs[i][0] for i in idx], workers=workers or default_workers(),
                         timeout_s=10, files={"db.sqlite": db}, max_output_bytes=1_000_000)
