@@ -180,10 +180,7 @@ def test_course_presets_take_vocab_from_tokenizer():
             return 1000 + 22
 
     assert QwenConfig.preset("smoke", tokenizer=Tok()).vocab_size == 1024  # 1022 -> 8 * 128
-    if hasattr(tokenizer, "course_vocab_size"):
-        n = tokenizer.course_vocab_size("cpu")
-    else:
-        n = tokenizer.COURSE_VOCAB_SIZE["cpu"] + len(tokenizer.SPECIAL_TOKENS)
+    n = tokenizer.course_vocab_size("cpu")
     assert n <= course_vocab_rows("cpu") < n + 128 and course_vocab_rows("cpu") % 128 == 0
     assert QwenConfig.preset("cpu").vocab_size == course_vocab_rows("cpu")
     assert QwenConfig.preset("cpu", vocab_size=777).vocab_size == 777

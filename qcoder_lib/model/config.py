@@ -106,20 +106,14 @@ class QwenConfig:
         return float(3 * forward if training else forward)
 
 
-def course_vocab_rows(profile: str) -> int | None:
-    """Embedding rows of the course model for ``profile``: the course tokenizer's size (its
-    learned vocabulary + the special tokens, read from its constants; nothing is trained) rounded
-    up to a multiple of 128, as Qwen pads its embedding (151,665 tokens in 151,936 rows).
-    ``None`` when the tokenizer package is not importable."""
-    try:
-        from qcoder_lib import tokenizer
-    except ImportError:  # tokenizer package absent: the preset keeps its placeholder vocab
-        return None
-    if hasattr(tokenizer, "course_vocab_size"):
-        n_tokens = tokenizer.course_vocab_size(profile)
-    else:  # until the tokenizer package exposes course_vocab_size(profile)
-        n_tokens = tokenizer.COURSE_VOCAB_SIZE[profile] + len(tokenizer.SPECIAL_TOKENS)
-    return _pad_vocab(n_tokens)
+def course_vocab_rows(profile: str) -> int:
+    """Embedding rows of the course model for ``profile``: the course tokenizer's size
+    (:func:`qcoder_lib.tokenizer.course_vocab_size`: learned vocabulary + special tokens, from its
+    constants; nothing is trained) rounded up to a multiple of 128, as Qwen pads its embedding
+    (151,665 tokens in 151,936 rows)."""
+    from qcoder_lib.tokenizer import course_vocab_size  # lazy: only course presets need it
+
+    return _pad_vocab(course_vocab_size(profile))
 
 
 def _pad_vocab(n_tokens: int) -> int:
