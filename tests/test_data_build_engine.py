@@ -67,8 +67,16 @@ def planted():
 
 def test_build_catches_planted_contamination_and_hits_the_mix(tmp_path):
     cfg = profile_config("smoke", **TINY)
-    rep = build_corpus(tmp_path / "c", cfg, extra_sources={"code": [planted()]})
+    bad = Document("def f(x):\n    return '\ud800' + x\n" * 5, "code", "bad.py", "planted",
+                   "python")
+    rep = build_corpus(tmp_path / "c", cfg, extra_sources={"code": [planted(), bad]})
     assert isinstance(rep, BuildReport)
+    # a lone surrogate never aborts the build: skipped, counted in the summary, named
+    assert rep.dedup.unencodable == {"code": 1}
+    assert "lone surrogate (unencodable): code 1" in rep.table()
+    at = bad.text.index("\ud800")
+    assert ("unencodable", "planted/bad.py", f"lone surrogate at character {at}") in (
+        rep.dedup.examples)
     assert any(
         r["task_id"] == "HumanEval/2" and r["doc"] == "planted/planted/solution.py"
         for r in rep.decontam.removed
