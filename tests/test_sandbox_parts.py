@@ -134,7 +134,8 @@ def test_block_unix_sockets_filter():
     def child():
         linux.call("prctl", linux.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         linux.block_unix_sockets()
-        a, b = socket.socketpair()  # still allowed
+        for end in socket.socketpair():  # still allowed
+            end.close()
         socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
         try:
             socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -187,10 +188,12 @@ def test_launcher_runs_as_a_script_without_the_package():
     """launcher.py loads its siblings from its own folder under ``python -I -S``."""
     from qcoder_lib.sandbox import parent
 
+    script = (
+        f"import sys; sys.path.insert(0, {str(parent.LAUNCHER.parent)!r}); "
+        "import launcher, cgroups, linux, mounts, program; print(launcher.UID_BASE)"
+    )
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c",
-         f"import sys; sys.argv = ['launcher.py']; sys.path.insert(0, {str(parent.LAUNCHER.parent)!r});"
-         "import launcher, cgroups, linux, mounts, program; print(launcher.UID_BASE)"],
+        [sys.executable, "-I", "-S", "-c", script],
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "1000000", done.stderr
