@@ -226,8 +226,8 @@ def test_truncated_shard_names_the_file(tmp_path):
      ('{"dtype": "uint32"}', r"index.json lacks \['eos_id'"),
      ('{"dtype": "float32", "eos_id": 9, "tokenizer": "t", "shards": [], "total_tokens": 0}',
       "dtype 'float32'"),
-     ('{"dtype": "uint32", "eos_id": 9, "tokenizer": "t", "shards": [{"file": "shard_00000.bin",'
-      ' "tokens": 3}], "total_tokens": 5}', "total_tokens=5 but the shards hold 3")],
+     (('{"dtype": "uint32", "eos_id": 9, "tokenizer": "t", "shards": [{"file": "shard_00000.bin",'
+       ' "tokens": 3}], "total_tokens": 5}'), "total_tokens=5 but the shards hold 3")],
 )
 def test_corrupt_index_names_the_file(tmp_path, text, match):
     _small_shards(tmp_path / "c")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from qcoder_lib.io import resource_path
 from qcoder_lib.data.sources import (
     DOC_EXTENSIONS,
     Repo,
@@ -34,6 +33,7 @@ from qcoder_lib.data.sources import (
     strip_code,
     text_documents,
 )
+from qcoder_lib.io import resource_path
 
 
 @pytest.fixture

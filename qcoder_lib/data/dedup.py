@@ -94,7 +94,7 @@ class NearDedup:
         m = self.minhash(doc.text)
         hits = self.lsh.query(m)
         if hits:
-            return sorted(hits)[0]
+            return min(hits)
         key = f"{doc.repo}/{doc.path}#{self.keys}"
         self.keys += 1
         self.lsh.insert(key, m)

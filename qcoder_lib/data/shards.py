@@ -61,14 +61,14 @@ class ShardWriter:
         self.shard = -1
         self.shard_sizes: list[int] = []
         self._f = None
-        self._docs = open(self.out / "documents.jsonl", "w", encoding="utf-8")
+        self._docs = open(self.out / "documents.jsonl", "w", encoding="utf-8")  # noqa: SIM115 (closed in close)
 
     def _next_shard(self):
         if self._f:
             self._f.close()
         self.shard += 1
         self.shard_sizes.append(0)
-        self._f = open(self.out / f"shard_{self.shard:05d}.bin", "wb")
+        self._f = open(self.out / f"shard_{self.shard:05d}.bin", "wb")  # noqa: SIM115
 
     def add(self, ids: np.ndarray, meta: dict) -> None:
         """Append one document's ids (already ending with ``eos_id``) and its metadata."""
@@ -131,7 +131,9 @@ def read_index(folder: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{ip} is not valid JSON ({e}): rebuild the shards") from None
     if not isinstance(index, dict):
-        raise ValueError(f"{ip} holds a {type(index).__name__}, expected a JSON object")
+        raise ValueError(  # noqa: TRY004 - a corrupt file, not a wrong argument
+            f"{ip} holds a {type(index).__name__}, expected a JSON object"
+        )
     missing = [k for k in INDEX_KEYS if k not in index]
     if missing:
         raise ValueError(f"{ip} lacks {missing}: not an index written by ShardWriter")

@@ -99,14 +99,14 @@ TEMPLATES: list[Template] = [
     (
         "sum_multiples",
         'def {fn}(n, k):\n    """Sum of the numbers below n that are multiples of k."""\n'
-        "    total = 0\n    for i in range(n):\n        if i % k == 0:\n            total = total + i\n"  # noqa: E501
+        "    total = 0\n    for i in range(n):\n        if i % k == 0:\n            total = total + i\n"
         "    return total\n",
         lambda n, k: sum(i for i in range(n) if i % k == 0),
         lambda r: (r.randint(1, 200), r.randint(1, 9)),
     ),
     (
         "count_vowels",
-        'def {fn}(text):\n    """How many vowels (a, e, i, o, u) the text holds, ignoring case."""\n'  # noqa: E501
+        'def {fn}(text):\n    """How many vowels (a, e, i, o, u) the text holds, ignoring case."""\n'
         '    count = 0\n    for ch in text.lower():\n        if ch in "aeiou":\n'
         "            count = count + 1\n    return count\n",
         lambda t: sum(c in "aeiou" for c in t.lower()),
@@ -114,15 +114,15 @@ TEMPLATES: list[Template] = [
     ),
     (
         "running_max",
-        'def {fn}(values):\n    """The running maximum of a list: item i is max(values[:i + 1])."""\n'  # noqa: E501
-        "    out = []\n    best = None\n    for v in values:\n        if best is None or v > best:\n"  # noqa: E501
+        'def {fn}(values):\n    """The running maximum of a list: item i is max(values[:i + 1])."""\n'
+        "    out = []\n    best = None\n    for v in values:\n        if best is None or v > best:\n"
         "            best = v\n        out.append(best)\n    return out\n",
         lambda xs: [max(xs[: i + 1]) for i in range(len(xs))],
         lambda r: (_ints(r, r.randint(1, 8)),),
     ),
     (
         "gcd",
-        'def {fn}(a, b):\n    """Greatest common divisor of two non-negative integers (Euclid)."""\n'  # noqa: E501
+        'def {fn}(a, b):\n    """Greatest common divisor of two non-negative integers (Euclid)."""\n'
         "    while b != 0:\n        a, b = b, a % b\n    return a\n",
         lambda a, b: __import__("math").gcd(a, b),
         lambda r: (r.randint(0, 500), r.randint(1, 500)),
@@ -130,9 +130,9 @@ TEMPLATES: list[Template] = [
     (
         "fizzbuzz",
         'def {fn}(n):\n    """FizzBuzz from 1 to n as a list of strings."""\n    out = []\n'
-        '    for i in range(1, n + 1):\n        if i % 15 == 0:\n            out.append("FizzBuzz")\n'  # noqa: E501
+        '    for i in range(1, n + 1):\n        if i % 15 == 0:\n            out.append("FizzBuzz")\n'
         '        elif i % 3 == 0:\n            out.append("Fizz")\n        elif i % 5 == 0:\n'
-        '            out.append("Buzz")\n        else:\n            out.append(str(i))\n    return out\n',  # noqa: E501
+        '            out.append("Buzz")\n        else:\n            out.append(str(i))\n    return out\n',
         lambda n: [
             "FizzBuzz"
             if i % 15 == 0
@@ -147,8 +147,8 @@ TEMPLATES: list[Template] = [
     ),
     (
         "is_palindrome",
-        'def {fn}(text):\n    """True when text reads the same backwards, ignoring case and spaces."""\n'  # noqa: E501
-        '    cleaned = [c.lower() for c in text if c != " "]\n    return cleaned == cleaned[::-1]\n',  # noqa: E501
+        'def {fn}(text):\n    """True when text reads the same backwards, ignoring case and spaces."""\n'
+        '    cleaned = [c.lower() for c in text if c != " "]\n    return cleaned == cleaned[::-1]\n',
         lambda t: [c.lower() for c in t if c != " "] == [c.lower() for c in t if c != " "][::-1],
         lambda r: (
             r.choice(
@@ -169,7 +169,7 @@ TEMPLATES: list[Template] = [
         "binary_search",
         'def {fn}(items, target):\n    """Index of target in the sorted list items, or -1."""\n'
         "    lo, hi = 0, len(items) - 1\n    while lo <= hi:\n        mid = (lo + hi) // 2\n"
-        "        if items[mid] == target:\n            return mid\n        if items[mid] < target:\n"  # noqa: E501
+        "        if items[mid] == target:\n            return mid\n        if items[mid] < target:\n"
         "            lo = mid + 1\n        else:\n            hi = mid - 1\n    return -1\n",
         lambda xs, t: xs.index(t) if t in xs else -1,
         lambda r: (lambda xs: (xs, r.choice(xs + [1000])))(sorted(set(_ints(r, r.randint(1, 12))))),
@@ -184,7 +184,7 @@ TEMPLATES: list[Template] = [
     ),
     (
         "caesar",
-        'def {fn}(text, shift):\n    """Shift each lower-case letter of text by shift places (Caesar)."""\n'  # noqa: E501
+        'def {fn}(text, shift):\n    """Shift each lower-case letter of text by shift places (Caesar)."""\n'
         '    out = []\n    for ch in text:\n        if "a" <= ch <= "z":\n'
         "            out.append(chr((ord(ch) - 97 + shift) % 26 + 97))\n        else:\n"
         '            out.append(ch)\n    return "".join(out)\n',
@@ -193,7 +193,7 @@ TEMPLATES: list[Template] = [
     ),
     (
         "transpose",
-        'def {fn}(matrix):\n    """The transpose of a rectangular matrix given as a list of rows."""\n'  # noqa: E501
+        'def {fn}(matrix):\n    """The transpose of a rectangular matrix given as a list of rows."""\n'
         "    rows = len(matrix)\n    cols = len(matrix[0])\n"
         "    return [[matrix[i][j] for i in range(rows)] for j in range(cols)]\n",
         lambda m: [list(c) for c in zip(*m)],
@@ -210,7 +210,7 @@ TEMPLATES: list[Template] = [
     ),
     (
         "second_largest",
-        'def {fn}(values):\n    """The second largest distinct value of a list with at least two."""\n'  # noqa: E501
+        'def {fn}(values):\n    """The second largest distinct value of a list with at least two."""\n'
         "    distinct = sorted(set(values))\n    return distinct[-2]\n",
         lambda xs: sorted(set(xs))[-2],
         lambda r: (lambda xs: (xs + [max(xs) + 1],))(_ints(r, r.randint(1, 7))),

@@ -32,7 +32,7 @@ def strip_code(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
-_TRIPLE_QUOTED = re.compile(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', re.S)
+_TRIPLE_QUOTED = re.compile(r'"""(.*?)"""|\'\'\'(.*?)\'\'\'', re.DOTALL)
 
 
 def docstring_prose(source_text: str, *, min_chars: int = 80) -> str:
