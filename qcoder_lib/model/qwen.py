@@ -278,9 +278,10 @@ class QwenForCausalLM(nn.Module):
         x = self.model.embed_tokens(input_ids)  # (B, T, d)
         cos, sin = self.model.rotary_emb(position_ids, x.dtype)  # (B|1, T, D) each
         mask = None  # None = plain causal (lets SDPA use its fastest path)
+        # the triton kernels read doc_ids themselves; a cache or a padding mask sends triton to SDPA
         kernels = self.config.attn_implementation == "triton" and cache is None
-        needs_mask = doc_ids is not None or attention_mask is not None or past > 0
-        if needs_mask and not (kernels and attention_mask is None):
+        kernels = kernels and attention_mask is None
+        if not kernels and (doc_ids is not None or attention_mask is not None or past > 0):
             mask = packed.attention_mask(T, past + T, x.device, doc_ids, key_padding=attention_mask)
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask, doc_ids, cache)
