@@ -210,3 +210,20 @@ def test_run_script_explains_every_option():
     assert all(a.help for a in parser._actions)
     args = parser.parse_args(["--out", "x"])
     assert args.strategy == "ddp" and args.fail_rank is None
+
+
+def test_cli_launch_prints_commands_and_a_slurm_script(capsys):
+    from qcoder_lib.cli import build_parser as cli_parser
+    from qcoder_lib.cli import main
+
+    assert main(["launch", "--out", "runs/x", "--nnodes", "2", "--nproc", "4",
+                 "--strategy", "fsdp2", "--print-command"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("--nnodes=2" in ln and "--nproc-per-node=4" in ln
+                                   for ln in lines)
+    assert "--node-rank=0" in lines[0] and "--node-rank=1" in lines[1]
+    assert "--strategy fsdp2" in lines[0]
+    assert main(["launch", "--out", "runs/x", "--nnodes", "3", "--slurm"]) == 0
+    assert "#SBATCH --nodes=3" in capsys.readouterr().out
+    sub = next(a for a in cli_parser()._actions if a.dest == "command").choices["launch"]
+    assert all(a.help for a in sub._actions)
