@@ -257,6 +257,12 @@ def test_load_tokenizer_refuses_a_folder_without_tokenizer_files(tok, tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="empty.*holds: nothing"):
         bpe.load_tokenizer(empty)
+    from transformers import PreTrainedTokenizerFast
+
+    untrained = tmp_path / "untrained"  # tokenizer files, but nothing learned: never returned
+    PreTrainedTokenizerFast(tokenizer_object=bpe._backend_pipeline()).save_pretrained(untrained)
+    with pytest.raises(ValueError, match="untrained.*empty vocabulary"):
+        bpe.load_tokenizer(untrained)
     tok.save_pretrained(ckpt)  # the same folder with the tokenizer saved next to the model
     assert bpe.load_tokenizer(ckpt).get_vocab() == tok.get_vocab()
     with pytest.raises(NotADirectoryError, match="tokenizer.json"):
@@ -281,23 +287,14 @@ def test_load_tokenizer_accepts_vocab_and_merges_files(tok, tmp_path):
 
 
 def test_load_tokenizer_offline_never_asks_the_hub(tok, tmp_path, monkeypatch, no_network):
-    import huggingface_hub.constants
-
     cache = tmp_path / "hub"
     cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads the variable once, at import (it then skips its own registry fetch);
-    # set as it is when HF_HUB_OFFLINE=1 is exported before Python starts
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # set after huggingface_hub was imported
     with pytest.raises(OSError, match=r"'Qwen/Qwen2.5-Coder-0.5B'.*HF_HUB_OFFLINE=1"):
         bpe.load_tokenizer("Qwen/Qwen2.5-Coder-0.5B", cache_dir=str(cache))
-    # a name already in the hub cache loads offline (the cache layout huggingface_hub writes;
-    # a hub repository holds the model's config.json too, which AutoTokenizer reads)
-    from transformers import Qwen2Config
-
+    # a name already in the hub cache loads offline (the cache layout huggingface_hub writes)
     repo = cache / "models--course--tiny"
     tok.save_pretrained(repo / "snapshots" / "abc123")
-    Qwen2Config(vocab_size=len(tok)).save_pretrained(repo / "snapshots" / "abc123")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
     cached = bpe.load_tokenizer("course/tiny", cache_dir=str(cache))
@@ -309,12 +306,18 @@ def test_load_tokenizer_offline_never_asks_the_hub(tok, tmp_path, monkeypatch, n
     assert no_network == []  # our probe is skipped too: local_files_only means no hub
 
 
-def test_load_tokenizer_without_network_fails_fast(tmp_path, monkeypatch, no_network):
+def test_load_tokenizer_without_network_fails_fast(tok, tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")
     with pytest.raises(OSError, match=r"'Qwen/Qwen2.5-Coder-0.5B'.*hub\.invalid\) cannot be "
                                       r"reached"):
         bpe.load_tokenizer("Qwen/Qwen2.5-Coder-0.5B", cache_dir=str(tmp_path))
-    assert no_network[0][0] == ("hub.invalid", 443)  # the probe; then the local cache only
+    assert [c[0] for c in no_network] == [("hub.invalid", 443)]  # one probe, then the cache only
+    repo = tmp_path / "models--course--tiny"  # a cached name still loads without network
+    tok.save_pretrained(repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    assert bpe.load_tokenizer("course/tiny", cache_dir=str(tmp_path)).get_vocab() == tok.get_vocab()
+    assert len(no_network) == 2  # the second probe only
 
 
 def test_hub_probe_sees_an_open_port_and_a_closed_one(monkeypatch):

@@ -173,14 +173,12 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
 
     ``kwargs`` go to ``AutoTokenizer.from_pretrained``.
     """
-    from transformers import AutoTokenizer
-
     local_only = bool(kwargs.pop("local_files_only", False))
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
     if p.is_dir():
         _check_tokenizer_folder(p)
-        return _nonempty(AutoTokenizer.from_pretrained(str(p), local_files_only=True, **kwargs), p)
+        return _from_pretrained(str(p), p, local_files_only=True, **kwargs)
     if p.exists():
         raise NotADirectoryError(f"load_tokenizer: '{text}' is a file; pass the folder that holds "
                                  "tokenizer.json (the folder save_pretrained wrote)")
@@ -190,15 +188,40 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
     offline = "local_files_only=True" if local_only else _offline_reason()
     if offline is None and not _hub_reachable():
         offline = f"the hub ({_hub_endpoint()}) cannot be reached"
-    if offline is not None:
-        try:
-            tok = AutoTokenizer.from_pretrained(text, local_files_only=True, **kwargs)
-        except OSError as e:
-            raise OSError(f"load_tokenizer: '{text}' is neither a local folder nor in the hub "
-                          f"cache, and {offline}: nothing to load. Download it while online "
-                          "(or pass the folder it was saved to).") from e
-        return _nonempty(tok, text)
-    return _nonempty(AutoTokenizer.from_pretrained(text, **kwargs), text)
+    if offline is None:
+        return _from_pretrained(text, text, **kwargs)
+    snapshot = _cached_snapshot(text, kwargs.pop("cache_dir", None), kwargs.pop("revision", None))
+    if snapshot is None:
+        raise OSError(f"load_tokenizer: '{text}' is neither a local folder nor in the hub cache, "
+                      f"and {offline}: nothing to load. Download it while online (or pass the "
+                      "folder it was saved to).")
+    _check_tokenizer_folder(snapshot)  # read as a plain folder: no hub code path at all
+    return _from_pretrained(str(snapshot), text, local_files_only=True, **kwargs)
+
+
+def _from_pretrained(source: str, where, **kwargs):
+    """``AutoTokenizer.from_pretrained(source)`` (transformers imported only now, after the
+    cheap checks), refusing a tokenizer without a vocabulary (it would encode everything to
+    ``[]``)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    if len(tok) == 0:
+        raise ValueError(f"load_tokenizer: the tokenizer loaded from '{where}' has an empty "
+                         "vocabulary")
+    return tok
+
+
+def _cached_snapshot(repo_id: str, cache_dir, revision: str | None) -> Path | None:
+    """The hub cache's snapshot folder of ``repo_id`` holding its tokenizer files, or ``None``
+    (reads the cache only; ``huggingface_hub.try_to_load_from_cache``)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("tokenizer_config.json", "tokenizer.json", "vocab.json"):
+        found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
 
 
 def _check_tokenizer_folder(folder: Path) -> None:
@@ -213,14 +236,6 @@ def _check_tokenizer_folder(folder: Path) -> None:
     shown = ", ".join(held[:12]) + (", ..." if len(held) > 12 else "") if held else "nothing"
     raise FileNotFoundError(f"load_tokenizer: folder '{folder}' has no tokenizer files "
                             f"(needs {wanted}); it holds: {shown}.{hint}")
-
-
-def _nonempty(tok, where):
-    """Refuse a tokenizer without a vocabulary (it would encode everything to ``[]``)."""
-    if len(tok) == 0:
-        raise ValueError(f"load_tokenizer: the tokenizer loaded from '{where}' has an empty "
-                         "vocabulary")
-    return tok
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,96}(/[A-Za-z0-9_.-]{1,96})?$")
