@@ -387,6 +387,26 @@ CASES = [
         needs="unprivileged",
         check=_stdout_lacks("BECAME"),
     ),
+    Case(
+        "unix_sockets_anywhere",
+        _src("""
+            import glob, socket
+            paths = glob.glob("/run/**/*.sock", recursive=True) + ["/var/run/docker.sock",
+                    "/tmp/.X11-unix/X0", "/dev/log", "/run/systemd/private"]
+            for path in paths:
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(path)
+                    print("CONNECTED", path)
+                except OSError as e:
+                    print("refused", path, type(e).__name__)
+            print("done")
+        """),
+        ("passed",),
+        needs="unix_sockets_blocked",
+        check=_stdout_lacks("CONNECTED"),
+    ),
+    Case("exit_status_wraps_to_0", "import sys\nsys.exit(256)\n", ("failed",)),
     # --- signals
     Case("segfault", "import ctypes\nctypes.string_at(0)\n", ("crashed",)),
     Case("abort", "import os\nos.abort()\n", ("crashed",)),
@@ -421,6 +441,10 @@ CASES = [
          ("failed",), tests=ADD_TESTS, entry="add"),
     Case("kills_itself_during_tests", "import os, signal\ndef add(a, b):\n"
          "    os.kill(os.getpid(), signal.SIGKILL)\n", ("killed",), tests=ADD_TESTS, entry="add"),
+    Case("wrong_tests_behind_main_guard", WRONG_ADD,
+         ("failed",), tests="if __name__ == '__main__':\n    assert add(2, 3) == 5\n"),
+    Case("tests_that_check_nothing", "def add(a, b):\n    return a + b\n", ("no_tests",),
+         tests="def check(candidate):\n    assert candidate(1, 1) == 2\n"),  # check never called
     # ... and a correct solution still passes although it patches the same functions.
     Case("correct_but_patches_os_io",
          "import os\nos.read = lambda *a: b'x'\nos.write = lambda *a: 1\n"
@@ -473,6 +497,8 @@ def test_hostile_program(rnd, case: Case, probe, listening_port, monkeypatch):
         pytest.skip("the program would run as root here")
     if case.needs == "workdir_tmpfs" and not lay.get("workdir_tmpfs"):
         pytest.skip("no size-limited working directory here: this would fill the host's disk")
+    if case.needs == "unix_sockets_blocked" and not lay.get("unix_sockets_blocked"):
+        pytest.skip("no seccomp filter here: a world-writable host socket would be reachable")
     if case.needs == "cgroup_memory" and not lay.get("cgroup_memory"):
         pytest.skip("no memory cgroup here: only per-process limits bound memory")
     monkeypatch.setenv("QCODER_SANDBOX_TEST_SECRET", SECRET)

@@ -52,9 +52,10 @@ def sandbox_interpreter() -> tuple[str, bool]:
 
 
 def _interpreter_dirs(interpreter: str) -> list[str]:
-    """Folders the interpreter needs: its own path and, for the caller's Python, its prefixes."""
+    """Folders the interpreter needs: its own path and, when it is the caller's own Python run
+    by its own path (a virtual environment's ``bin/python``), that environment's prefixes."""
     keep = [os.path.realpath(interpreter)]
-    if os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+    if interpreter == sys.executable:
         keep += [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)]
     return keep
 

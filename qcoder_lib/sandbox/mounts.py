@@ -66,6 +66,7 @@ def setup_mounts(cfg, in_pid_ns):
     """Make the run's filesystem view (see the module docstring); return ``(layers,
     writable)``: which layers are active and the mount points that stay writable."""
     layers = {}
+    os.umask(0o022)  # folders made below stay traversable by the program's uid
     try:
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)  # nothing reaches the host
     except OSError:
