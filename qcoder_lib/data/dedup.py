@@ -18,6 +18,7 @@ import numpy as np
 
 from qcoder_lib.data.sources import Document, lone_surrogate
 from qcoder_lib.data.words import words
+from qcoder_lib.extras import require
 
 
 def content_hash(text: str) -> str:
@@ -73,7 +74,7 @@ class NearDedup:
     estimated Jaccard similarity of word ``ngram``-shingles is at least ``threshold``."""
 
     def __init__(self, threshold: float = 0.7, num_perm: int = 128, ngram: int = 5, seed: int = 1):
-        from datasketch import MinHashLSH
+        MinHashLSH = require("datasketch", "near-duplicate removal").MinHashLSH
 
         self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
@@ -81,7 +82,7 @@ class NearDedup:
 
     def minhash(self, text: str):
         """The ``datasketch.MinHash`` of ``text``'s shingles."""
-        from datasketch import MinHash
+        MinHash = require("datasketch", "near-duplicate removal").MinHash
 
         m = MinHash(num_perm=self.num_perm, seed=self.seed)
         sh = shingles(text, self.ngram)

@@ -38,7 +38,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datatrove.data import Document as DTDocument
+from qcoder_lib.extras import require
+
+require("datatrove", "the datatrove engine (qcoder_lib.data.engine)")
+
+from datatrove.data import Document as DTDocument  # after the extra check above
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import (

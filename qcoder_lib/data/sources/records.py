@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qcoder_lib.data.sources.documents import Document, SourceStats, lone_surrogate
 from qcoder_lib.data.sources.languages import language_of
+from qcoder_lib.extras import require
 
 
 def read_jsonl(
@@ -113,7 +114,7 @@ def dataset_documents(
 ) -> Iterator[Document]:
     """Documents from a `datasets` dataset: a hub name (online, e.g. a Stack-style dataset,
     streamed), a folder written by ``save_to_disk``, or a local ``.jsonl``/``.parquet`` file."""
-    import datasets
+    datasets = require("datasets", "dataset_documents")
 
     stats = stats if stats is not None else SourceStats()
     p = Path(name_or_path)
