@@ -69,6 +69,9 @@ def main() -> int:
     print(f"  layers active : {', '.join(layers)}")
     print(f"  layers off    : {', '.join(off) or 'none'}")
     print(f"  passed        : {passed}/{n}   (bare python: {sum(bare_ok)}/{n})")
+    checks = sum(r.checks_run or 0 for r in results)
+    no_tests = sum(r.status == "no_tests" for r in results)
+    print(f"  checks run    : {checks} asserts executed in all ({no_tests} runs with none)")
     print(f"  total time    : {sandbox_s:.2f} s   -> {n / sandbox_s:.1f} programs/s")
     print(f"  per program   : median {walls[n // 2] * 1000:.0f} ms, max {walls[-1] * 1000:.0f} ms")
     print(f"  bare baseline : {bare_s:.2f} s   -> {n / bare_s:.1f} programs/s "

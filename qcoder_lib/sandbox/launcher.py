@@ -16,12 +16,29 @@ Process tree (host pids on the left)::
 Every layer that cannot be set up is skipped, and each process writes one JSON line on the
 status pipe saying which layers are active, so the parent can report them. The last line,
 written by I, is the program's exit status and resource usage.
+
+Isolation layers (``ExecResult.layers`` says which were active; ``LAYER_DESCRIPTIONS``)
+1. Processes: L in a session of its own, P in its own process group; when P ends or time is
+   up, I kills every process of the run (the whole pid namespace; without one: the process
+   group, orphans re-parented to I as a child subreaper, every process of the run's uid). If
+   the caller dies or is interrupted, the run dies too.
+2. Namespaces: network (no network at all, not even loopback), pid, mount, IPC, UTS. Not
+   root: a user namespace makes them possible. The filesystem view (``mounts.py``): private
+   ``/proc``, fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``; empty ``/run``, ``/var/run``,
+   ``/root``, ``/home``; the workdir a size-limited tmpfs; every other mount read-only.
+3. Limits (``cgroups.py``, ``program.py``): rlimits on CPU, address space, file size, open
+   files, processes, no core files; cgroup v1 ``memory`` (every process of the run together,
+   the run's files included) and ``pids``; the parent's wall clock and output cap.
+4. An unprivileged uid of its own (as root), no_new_privs, and a seccomp filter: no Unix
+   socket can be created, so no host socket file can be reached (``network=True`` lifts it).
+5. A minimal environment, stdin from ``/dev/null`` unless given, owner-only files.
 """
 
 # Every module is imported here, before the mounts may hide the interpreter's home directory
 # (os.wait4 needs resource too).
 import json
 import os
+import resource  # noqa: F401 - os.wait4 imports it lazily, when the mounts may hide it
 import shutil
 import signal
 import sys
