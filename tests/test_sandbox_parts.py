@@ -85,7 +85,7 @@ def test_mount_table_matches_proc_mounts():
     assert "/" in table and "/proc" in table
     with open("/proc/mounts") as f:
         points = {line.split()[1].replace("\\040", " ") for line in f}
-    assert set(table) == points
+    assert set(table) <= points  # covered mounts are left out
 
 
 def _in_child(fn) -> int:

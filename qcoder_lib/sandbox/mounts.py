@@ -37,13 +37,34 @@ def _unescape(path):
 
 
 def mount_table():
-    """``{mount point: per-mount options}`` of this mount namespace, the top mount of each
-    point (mountinfo lists mounts in order, so a later line shadows an earlier one)."""
-    table = {}
+    """``{mount point: per-mount options}`` of the mounts a process here can reach: a mount
+    covered by another one at the same point, or anything under a covered mount (e.g. the
+    host's ``/proc/...`` mounts under a fresh ``/proc``), is left out."""
+    entries = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            table[_unescape(fields[4])] = set(fields[5].split(","))
+            mount_id, parent = int(fields[0]), int(fields[1])
+            entries[mount_id] = (parent, _unescape(fields[4]), set(fields[5].split(",")))
+    covered = {
+        parent for parent, point, _ in entries.values()
+        if parent in entries and entries[parent][1] == point
+    }
+    table = {}
+    for mount_id, (_, point, opts) in entries.items():
+        if mount_id in covered:
+            continue
+        seen, m, reachable = {mount_id}, mount_id, True
+        while entries[m][0] in entries and entries[m][0] not in seen:
+            parent = entries[m][0]
+            # A covered parent hides its children, except the mount that covers it.
+            if parent in covered and entries[parent][1] != entries[m][1]:
+                reachable = False
+                break
+            seen.add(parent)
+            m = parent
+        if reachable:
+            table[point] = opts
     return table
 
 
