@@ -104,11 +104,13 @@ def pack_examples(examples, seq_len: int, pad_id: int) -> list[dict[str, torch.T
 
 def model_logits(model, input_ids, position_ids=None, attention_mask=None) -> torch.Tensor:
     """Logits ``(B, T, V)`` from the course model or a transformers model. Right padding needs
-    no mask for the course model (causal attention never looks right)."""
+    no mask for the course model (causal attention never looks right). A transformers model is
+    called with ``use_cache=False``: with a cache, transformers does not read packed documents
+    from ``position_ids`` and lets attention cross them."""
     if is_course_model(model):
         return model(input_ids, position_ids)
-    return model(input_ids=input_ids, position_ids=position_ids,
-                 attention_mask=attention_mask).logits
+    return model(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                 use_cache=False).logits
 
 
 def sft_loss(logits, labels, position_ids=None) -> tuple[torch.Tensor, int]:
@@ -192,19 +194,29 @@ def train_sft(model, examples, cfg: SFTConfig, *, pad_id: int = 0, progress: boo
     return res
 
 
-@torch.no_grad()
+def has_4bit_layers(model) -> bool:
+    """True when some parameter is a bitsandbytes 4-bit weight (it carries a ``quant_state``)."""
+    return any(getattr(p, "quant_state", None) is not None for p in model.parameters())
+
+
 def mean_loss(model, examples, batch_size: int = 8, pad_id: int = 0) -> float:
-    """Mean label-token loss of ``model`` over ``examples`` (right padding, no training)."""
+    """Mean label-token loss of ``model`` over ``examples`` (right padding, no update).
+
+    A 4-bit model is evaluated with autograd on: bitsandbytes 0.50 on a CPU with AVX512-BF16
+    repacks a 4-bit weight for inference the first time it sees an input without gradient,
+    one way, after which a training step fails (an in-place bias add on a leaf)."""
     was = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for k in range(0, len(examples), batch_size):
-        b = {key: v.to(device) for key, v in pad_batch(examples[k:k + batch_size], pad_id).items()}
-        loss, n = sft_loss(model_logits(model, b["input_ids"], None, b["attention_mask"]),
-                           b["labels"])
-        total += float(loss) * n
-        count += n
+    with torch.set_grad_enabled(has_4bit_layers(model)):
+        for k in range(0, len(examples), batch_size):
+            b = {key: v.to(device)
+                 for key, v in pad_batch(examples[k:k + batch_size], pad_id).items()}
+            loss, n = sft_loss(model_logits(model, b["input_ids"], None, b["attention_mask"]),
+                               b["labels"])
+            total += loss.item() * n
+            count += n
     model.train(was)
     return total / max(count, 1)
 
