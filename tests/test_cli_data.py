@@ -109,3 +109,11 @@ def test_data_refuses_bad_out_tokenizer_and_max_tokens(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _run("--profile", "smoke", "--out", str(tmp_path / "y"), "--max-tokens", "0")
     assert e.value.code == 2 and "'0' is not an integer >= 1" in capsys.readouterr().err
+
+
+def test_qcoder_main_reaches_the_data_command(capsys):
+    from qcoder_lib.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["data", "--help"])
+    assert e.value.code == 0 and "--max-tokens" in capsys.readouterr().out
