@@ -232,6 +232,39 @@ def test_caller_interrupt_stops_and_cleans_the_run(private_tempdir):
             assert not os.path.exists(f"/sys/fs/cgroup/{ctl}/qcoder-sandbox-{pid}")
 
 
+def test_interrupted_batch_stops_its_running_programs(monkeypatch, private_tempdir):
+    """run_many interrupted: the programs running in its threads are stopped (killed), not left
+    to sleep out their 60 s timeout, and nothing of them is left."""
+    from qcoder_lib.sandbox import api
+
+    ended = []
+    real = api.execute
+
+    def spy(*a, **k):
+        res, result = real(*a, **k)
+        ended.append(res)
+        return res, result
+
+    monkeypatch.setattr(api, "execute", spy)
+    marker = f"qcoder-batch-{os.getpid()}"
+    program = f"import time\ntime.sleep(20)  # {marker}\n"
+
+    def interrupt(*_):
+        raise _Interrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        with pytest.raises(_Interrupt):
+            run_many([program] * 4, workers=2, timeout_s=60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert 1 <= len(ended) <= 2, ended  # the two queued tasks never started
+    assert [r.status for r in ended] == ["killed"] * len(ended), ended
+    assert _processes_with(private_tempdir) == [] and os.listdir(private_tempdir) == []
+
+
 # --- item 4: each run's files are its own ---------------------------------------------------
 
 def test_concurrent_runs_cannot_read_each_others_files(private_tempdir):

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from .limits import Limits, resolve_limits
-from .parent import HARNESS_NAME, HARNESS_SRC, encode_text, execute
+from .parent import (
+    HARNESS_NAME,
+    HARNESS_SRC,
+    encode_text,
+    end_batch,
+    execute,
+    join_batch,
+    stop_batch,
+)
 from .result import ExecResult
 
 _CHECK_ARGS = ("solution", "tests", "entry_point")
@@ -204,10 +212,14 @@ def _validate_task(i: int, task: Any, kwargs: dict) -> None:
         raise type(e)(f"run_many task {i}: {e}") from None
 
 
-def _run_task(task, kwargs):
-    if isinstance(task, str):
-        return run_code(task, **kwargs)
-    return check_program(**{**kwargs, **task})
+def _run_task(task, kwargs, batch=None):
+    join_batch(batch)
+    try:
+        if isinstance(task, str):
+            return run_code(task, **kwargs)
+        return check_program(**{**kwargs, **task})
+    finally:
+        join_batch(None)
 
 
 def run_many(
@@ -223,7 +235,8 @@ def run_many(
     :func:`check_program` arguments (e.g. from :func:`humaneval_program`); ``kwargs`` go to
     every call. Every task and option is validated before any starts (errors name the task);
     a program's own failure is its result, never an exception for the batch. If the sandbox
-    itself fails on one task, the tasks not yet started are cancelled and the error raised.
+    itself fails on one task, or the caller is interrupted (Ctrl-C), the tasks not yet started
+    are cancelled, the running ones stopped at once (threads), and the error raised.
     ``workers`` defaults to the number of CPUs.
 
     ``start_method="thread"`` (default): threads that each wait on one sandboxed process. Every
@@ -249,11 +262,18 @@ def run_many(
         pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context(start_method)
         )
-    futures = [pool.submit(_run_task, t, kwargs) for t in tasks]
+    batch = object() if start_method == "thread" else None
+    futures = [pool.submit(_run_task, t, kwargs, batch) for t in tasks]
     try:
         return [f.result() for f in futures]
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # running ones finish; none start
+        for f in futures:
+            f.cancel()
+        if batch is not None:
+            stop_batch(batch)  # the running ones end now, not at their timeouts
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         pool.shutdown(wait=True)
+        if batch is not None:
+            end_batch(batch)

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,53 @@ HARNESS_NAME = "_qcoder_harness.py"  # copied next to the program (read once, at
 WORKDIR_PREFIX = "qcoder-sandbox-"
 UID_BASE = 1_000_000  # sandbox uids are UID_BASE + the launcher's pid (see launcher.py)
 _STOP_GRACE_S = 3.0  # after asking the launcher to stop: how long before SIGKILL
+
+# Batches (run_many): the launchers each batch has running, so that an interrupted batch can
+# stop them at once instead of waiting for their timeouts.
+_batch_lock = threading.Lock()
+_batches: dict[object, set] = {}
+_stopped: set = set()
+_thread = threading.local()
+
+
+def join_batch(batch: object | None) -> None:
+    """Runs started by this thread from now on belong to ``batch`` (``None``: to none)."""
+    _thread.batch = batch
+
+
+def stop_batch(batch: object) -> None:
+    """Stop every run of ``batch`` now, and any that starts later (their init kills them)."""
+    with _batch_lock:
+        _stopped.add(batch)
+        procs = list(_batches.pop(batch, ()))
+    for proc in procs:
+        _request_stop(proc)
+
+
+def end_batch(batch: object) -> None:
+    """Forget ``batch`` (after its last run)."""
+    with _batch_lock:
+        _stopped.discard(batch)
+        _batches.pop(batch, None)
+
+
+def _register(proc) -> object | None:
+    batch = getattr(_thread, "batch", None)
+    if batch is None:
+        return None
+    with _batch_lock:
+        stopped = batch in _stopped
+        if not stopped:
+            _batches.setdefault(batch, set()).add(proc)
+    if stopped:
+        _request_stop(proc)
+    return batch
+
+
+def _unregister(batch, proc) -> None:
+    if batch is not None:
+        with _batch_lock:
+            _batches.get(batch, set()).discard(proc)
 
 
 def encode_text(text: str | bytes, what: str) -> bytes:
@@ -163,7 +211,11 @@ def execute(
         for fd in pass_fds:
             os.close(fd)
             fds_to_close.remove(fd)
-        res, result = _collect(proc, status_r, result_r, t0, limits)
+        batch = _register(proc)
+        try:
+            res, result = _collect(proc, status_r, result_r, t0, limits)
+        finally:
+            _unregister(batch, proc)
         res.workdir = workdir
         return res, result
     except BaseException:
