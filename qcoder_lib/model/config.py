@@ -27,6 +27,9 @@ class QwenConfig:
     head_dim: int | None = None  # per-head width D; None means hidden_size // num_attention_heads
     max_position_embeddings: int = 32768  # longest context the model was trained for
     rope_theta: float = 1_000_000.0  # RoPE base (10,000 in file-level pretraining)
+    # RoPE scaling (issue 15), transformers' spelling: {"rope_type": "yarn", "factor": 4.0,
+    # "original_max_position_embeddings": 32768}; None = plain RoPE. See model/rope_scaling.py.
+    rope_scaling: dict | None = None
     rms_norm_eps: float = 1e-6  # epsilon inside RMSNorm's square root
     tie_word_embeddings: bool = True  # lm_head shares embed_tokens' weight (sizes <= 3B)
     initializer_range: float = 0.02  # std of the normal init of linear and embedding weights
@@ -49,6 +52,12 @@ class QwenConfig:
             )
         if self.head_dim % 2:
             raise ValueError(f"head_dim={self.head_dim} must be even for RoPE")
+        if self.rope_scaling is not None:  # issue 15: one spelling (rope_type, float factor)
+            from qcoder_lib.model.rope_scaling import normalize_rope_scaling
+
+            self.rope_scaling = normalize_rope_scaling(
+                self.rope_scaling, self.max_position_embeddings, field="QwenConfig.rope_scaling"
+            )
         if self.attn_implementation not in ATTENTION_BACKENDS:
             raise ValueError(
                 f"attn_implementation={self.attn_implementation!r} is not one of "

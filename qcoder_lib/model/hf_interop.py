@@ -71,7 +71,7 @@ def to_hf_config(cfg: QwenConfig, dtype: torch.dtype | None = None):
         initializer_range=cfg.initializer_range,
         rms_norm_eps=cfg.rms_norm_eps,
         tie_word_embeddings=cfg.tie_word_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": float(cfg.rope_theta)},
+        rope_parameters=hf_rope_parameters(cfg),  # issue 15: base and scaling (YaRN ...)
         use_sliding_window=False,
         bos_token_id=cfg.bos_token_id,
         eos_token_id=cfg.eos_token_id,
@@ -83,10 +83,24 @@ def to_hf_config(cfg: QwenConfig, dtype: torch.dtype | None = None):
     return hf
 
 
+def hf_rope_parameters(cfg: QwenConfig) -> dict:
+    """transformers 5.x's ``rope_parameters`` for ``cfg``: ``rope_type``, ``rope_theta`` and the
+    scaling's keys (issue 15). The course's static ``"ntk"`` has no transformers type: it is
+    written as plain RoPE with the NTK base, which gives the same frequencies."""
+    scaling = dict(cfg.rope_scaling or {})
+    if scaling.get("rope_type") == "ntk":
+        from qcoder_lib.model.rope_scaling import ntk_theta
+
+        theta = ntk_theta(cfg.head_dim, cfg.rope_theta, scaling["factor"])
+        return {"rope_type": "default", "rope_theta": float(theta)}
+    return {"rope_type": "default", **scaling, "rope_theta": float(cfg.rope_theta)}
+
+
 def from_hf_config(hf_config, attn_implementation: str = "sdpa") -> QwenConfig:
-    """Our :class:`QwenConfig` from a transformers config (object or dict). Features this model
-    does not implement (sliding window, RoPE scaling such as YaRN, another architecture) raise
-    ``ValueError`` naming the field."""
+    """Our :class:`QwenConfig` from a transformers config (object or dict). RoPE scaling
+    (linear, YaRN) is read from ``rope_parameters`` or the older ``rope_scaling``. Features this
+    model does not implement (sliding window, dynamic or other RoPE types, another architecture)
+    raise ``ValueError`` naming the field."""
     get = (
         hf_config.get if isinstance(hf_config, dict) else lambda k, d=None: getattr(hf_config, k, d)
     )
@@ -97,12 +111,18 @@ def from_hf_config(hf_config, attn_implementation: str = "sdpa") -> QwenConfig:
         raise ValueError("use_sliding_window=True is not supported by qcoder_lib.model")
     if get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act={get('hidden_act')!r}: only 'silu' is supported")
-    rope = get("rope_parameters", None) or {}
-    scaling = get("rope_scaling", None) or {}
-    for field, params in (("rope_parameters", rope), ("rope_scaling", scaling)):
-        rope_type = params.get("rope_type") or params.get("type") or "default"
-        if rope_type != "default":
-            raise ValueError(f"{field}: rope_type={rope_type!r} (RoPE scaling) is not supported")
+    rope = dict(get("rope_parameters", None) or {})
+    legacy = dict(get("rope_scaling", None) or {})  # older config.json files (Qwen2.5-Coder's)
+    # issue 15: RoPE scaling read from whichever field holds a non-default type
+    rope_scaling, field = None, "rope_parameters"
+    for field, params in (("rope_parameters", rope), ("rope_scaling", legacy)):
+        if (params.get("rope_type") or params.get("type") or "default") != "default":
+            rope_scaling = params
+            break
+    from qcoder_lib.model.rope_scaling import normalize_rope_scaling
+
+    max_pos = get("max_position_embeddings", 32768)
+    rope_scaling = normalize_rope_scaling(rope_scaling, max_pos, field=field)
     theta = rope.get("rope_theta", get("rope_theta", 10000.0))
     heads = get("num_attention_heads")
     eos = get("eos_token_id", None)
@@ -114,8 +134,9 @@ def from_hf_config(hf_config, attn_implementation: str = "sdpa") -> QwenConfig:
         num_attention_heads=heads,
         num_key_value_heads=get("num_key_value_heads", None) or heads,
         head_dim=get("head_dim", None) or get("hidden_size") // heads,
-        max_position_embeddings=get("max_position_embeddings", 32768),
+        max_position_embeddings=max_pos,
         rope_theta=float(theta),
+        rope_scaling=rope_scaling,
         rms_norm_eps=get("rms_norm_eps", 1e-6),
         tie_word_embeddings=bool(get("tie_word_embeddings", False)),
         initializer_range=get("initializer_range", 0.02),

@@ -35,7 +35,8 @@ from torch import nn
 
 from qcoder_lib import packed
 from qcoder_lib.model.config import ParamCount, QwenConfig
-from qcoder_lib.model.rope import RotaryEmbedding, rope_rotate
+from qcoder_lib.model.rope import rope_rotate
+from qcoder_lib.model.rope_scaling import ScaledRotaryEmbedding
 
 
 class RMSNorm(nn.Module):
@@ -225,7 +226,8 @@ class QwenBody(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.rotary_emb = RotaryEmbedding(cfg.head_dim, cfg.rope_theta)
+        # issue 15: RoPE scaling (YaRN ...) when cfg.rope_scaling is set, else plain RoPE
+        self.rotary_emb = ScaledRotaryEmbedding(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
 
 
 class QwenForCausalLM(nn.Module):
