@@ -3,7 +3,6 @@
 import argparse
 import json
 
-import numpy as np
 import pytest
 
 from qcoder_lib.cli import data as cli_data
@@ -48,9 +47,15 @@ def test_data_help_explains_every_option(capsys):
 
 
 def test_data_smoke_builds_shards_and_prints_the_summary(tmp_path, code_root, capsys):
+    from qcoder_lib.tokenizer import ENDOFTEXT, course_tokenizer, decode, special_id
+
+    tok = course_tokenizer("smoke")  # saved to a folder: the PATH form of --tokenizer
+    tok.save_pretrained(tmp_path / "tok")
+    assert cli_data.load_mix_tokenizer("course", "smoke").get_vocab() == tok.get_vocab()
+    assert isinstance(cli_data.load_mix_tokenizer("bytes", "smoke"), ByteTokenizer)
     out = tmp_path / "corpus"
-    assert _run("--profile", "smoke", "--out", str(out), "--tokenizer", "bytes",
-                "--max-tokens", "40000", "--code-root", str(code_root), "--no-progress") == 0
+    assert _run("--profile", "smoke", "--out", str(out), "--tokenizer", str(tmp_path / "tok"),
+                "--max-tokens", "12000", "--code-root", str(code_root), "--no-progress") == 0
     text = capsys.readouterr().out
     assert "/tmp" not in text and str(tmp_path) not in text  # names only, never machine paths
     assert "corpus/" in text and "skipped by reason" in text and "stopped:" in text
@@ -59,42 +64,27 @@ def test_data_smoke_builds_shards_and_prints_the_summary(tmp_path, code_root, ca
     shards = TokenShards(out)
     summary = json.loads((out / "build_summary.json").read_text())
     total = next(r for r in summary["rows"] if r["source"] == "total")
-    assert summary["stopped_by"] == "total_tokens"
-    assert shards.total_tokens == total["tokens"] >= 40_000 and shards.eos_id == 256
+    assert summary["stopped_by"] == "total_tokens" and summary["tokenizer"] == "tok"
+    assert shards.total_tokens == total["tokens"] >= 12_000
+    assert shards.eos_id == special_id(tok, ENDOFTEXT) and shards.index["tokenizer"] == "tok"
     spans = list(shards.spans())
     assert {s.meta["repo"] for s in spans if s.meta["source"] == "code"} == {"mycode"}
-    # shares recomputed from the shards themselves, against the report's 70/20/10
+    # shares recomputed from the shards themselves: the mix promises each group within one
+    # document (chunk) of its 70/20/10 target at every step, so also at the end
     by_group = {}
     for s in spans:
         by_group[s.meta["group"]] = by_group.get(s.meta["group"], 0) + s.length
+    longest = max(s.length for s in spans)
     for group, target in {"code": 0.7, "text": 0.2, "math": 0.1}.items():
-        assert abs(by_group[group] / shards.total_tokens - target) < 0.02, group
-    # a span decodes back to its document's bytes, and ends with end-of-text
+        assert abs(by_group[group] - target * shards.total_tokens) <= longest, group
+    # a code span decodes back to its file, and ends with end-of-text
     first = next(s for s in spans if s.meta["source"] == "code" and s.meta["part"] == 0)
     ids = shards.document_ids(first)
-    assert ids[-1] == ByteTokenizer.eos_id
-    text0 = bytes(ids[:-1].astype(np.uint8)).decode()
-    assert text0 == (code_root / first.meta["path"]).read_text()[: len(text0)]
-    # no temporary sibling left behind; a rerun replaces the earlier corpus
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("corpus")] == ["corpus"]
-
-
-def test_data_with_a_saved_tokenizer_folder(tmp_path, code_root, capsys):
-    from qcoder_lib.tokenizer import ENDOFTEXT, course_tokenizer, special_id
-
-    tok = course_tokenizer("smoke")
-    tok.save_pretrained(tmp_path / "tok")
-    assert cli_data.load_mix_tokenizer("course", "smoke").get_vocab() == tok.get_vocab()
-    assert isinstance(cli_data.load_mix_tokenizer("bytes", "smoke"), ByteTokenizer)
-    out = tmp_path / "c2"
-    assert _run("--profile", "smoke", "--out", str(out), "--tokenizer", str(tmp_path / "tok"),
-                "--max-tokens", "15000", "--code-root", str(code_root), "--no-progress") == 0
-    capsys.readouterr()
-    shards = TokenShards(out)
-    assert shards.eos_id == special_id(tok, ENDOFTEXT) and shards.index["tokenizer"] == "tok"
-    span = next(s for s in shards.spans() if s.meta["part"] == 0)
-    ids = shards.document_ids(span)
     assert ids[-1] == shards.eos_id and int(ids.max()) < len(tok)
+    text0 = decode(tok, ids[:-1].tolist())
+    assert text0 == (code_root / first.meta["path"]).read_text()[: len(text0)]
+    # no temporary sibling left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("corpus")] == ["corpus"]
 
 
 def test_data_refuses_bad_out_tokenizer_and_max_tokens(tmp_path, capsys):
