@@ -85,7 +85,7 @@ def evaluate(
         t0 = time.perf_counter()
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # plain text bars (tqdm.auto warns without ipywidgets)
 
             bar = tqdm(total=len(bench.tasks), desc=f"{m.name} · {bench.name}", unit="task")
         comps = m.complete(bench.tasks, sampling, stop=bench.stop,
