@@ -92,13 +92,15 @@ def merge_lora(peft_model):
 
 
 def save_hf(model, folder, tokenizer=None) -> Path:
-    """Save a transformers model (merged or plain) and optionally its tokenizer in HF format."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
-    return folder
+    """Save a model (the course's, or a transformers one, merged or plain) and optionally its
+    tokenizer as an HF-format folder, atomically (:func:`qcoder_lib.io.atomic_dir`)."""
+    from qcoder_lib.io import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        as_hf_model(model).save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+    return Path(folder)
 
 
 def parameter_counts(model) -> tuple[int, int]:
