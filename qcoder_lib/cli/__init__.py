@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("tokenizer", "data", "pretrain", "launch", "eval")  # modules of qcoder_lib.cli, in recipe order
+COMMANDS = ("tokenizer", "data", "pretrain", "launch", "sft", "dpo", "eval")  # modules of qcoder_lib.cli, in recipe order
 
 
 def add_common_options(parser: argparse.ArgumentParser, out_help: str) -> None:
