@@ -72,6 +72,8 @@ def format_failures(failures: list[RankFailure], traceback_lines: int = 12) -> s
         return "no rank recorded an error"
     root, *rest = failures
     tb = root.traceback.rstrip().splitlines()[-traceback_lines:]
+    while len(tb) > 1 and not tb[0].lstrip().startswith("File "):  # start at a frame
+        tb = tb[1:]
     lines = [f"root cause: {root.summary()}", *("    " + t for t in tb)]
     lines += [f"also failed: {f.summary()}" for f in rest]
     return "\n".join(lines)

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=0, help="DCP checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--seed", type=int, default=0, help="model init and data order")
+    p.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                   help="auto: this rank's GPU with NCCL (or the GPU of a single process), "
+                        "else the CPU; cpu: always the CPU")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds any collective may wait for a peer before raising")
     p.add_argument("--fail-rank", type=int, default=None, help="raise on this rank (a demo)")
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"num_hidden_layers": args.layers} if args.layers else {}
         mcfg = QwenConfig.preset(args.preset, vocab_size=args.vocab_size, **overrides)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        model = QwenForCausalLM(mcfg)
+        model = QwenForCausalLM(mcfg).to("cpu" if args.device == "cpu" else info.device)
         if args.data:
             data = args.data
         else:
