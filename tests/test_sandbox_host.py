@@ -206,9 +206,10 @@ def test_caller_interrupt_stops_and_cleans_the_run(private_tempdir):
         "time.sleep(300)\n"
     )
     launchers: list[int] = []
+    in_config = private_tempdir.encode().hex()  # the launcher's argv: its config, hex-encoded
 
     def interrupt(*_):
-        launchers.extend(_processes_with(private_tempdir))  # the launcher's argv names it
+        launchers.extend(_processes_with(in_config))
         raise _Interrupt
 
     old = signal.signal(signal.SIGALRM, interrupt)
@@ -225,7 +226,7 @@ def test_caller_interrupt_stops_and_cleans_the_run(private_tempdir):
     assert launchers, "the interrupt never landed while the run was going"
     # Already when the exception reaches the caller: nothing of the run is left.
     assert _processes_with(marker) == [], "the program outlived the interrupted caller"
-    assert _processes_with(private_tempdir) == [], "the launcher outlived the caller"
+    assert _processes_with(in_config) == [], "the launcher outlived the caller"
     assert os.listdir(private_tempdir) == [], "the working directory was left behind"
     for pid in launchers:
         for ctl in ("memory", "pids"):
@@ -262,7 +263,8 @@ def test_interrupted_batch_stops_its_running_programs(monkeypatch, private_tempd
         signal.signal(signal.SIGALRM, old)
     assert 1 <= len(ended) <= 2, ended  # the two queued tasks never started
     assert [r.status for r in ended] == ["killed"] * len(ended), ended
-    assert _processes_with(private_tempdir) == [] and os.listdir(private_tempdir) == []
+    assert _processes_with(private_tempdir.encode().hex()) == []
+    assert os.listdir(private_tempdir) == []
 
 
 # --- item 4: each run's files are its own ---------------------------------------------------

@@ -197,3 +197,25 @@ def test_launcher_runs_as_a_script_without_the_package():
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "1000000", done.stderr
+
+
+def test_status_lines_are_json():
+    import json
+
+    from qcoder_lib.sandbox import status
+
+    value = {"who": "exit", "s": 'q"\\\n\x01é\ud800', "n": [1, 2.5, True, None], "d": {"k": False}}
+    assert json.loads(status.to_json(value)) == value
+    with pytest.raises(TypeError, match="set"):
+        status.to_json({"x": {1}})
+    r, w = os.pipe()
+    status.report(w, who="init", layers={"pid_ns": True})
+    os.close(w)
+    assert json.loads(os.read(r, 1000)) == {"who": "init", "layers": {"pid_ns": True}}
+    os.close(r)
+    status.report(w, who="gone")  # a closed pipe is ignored
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        text = status.error_text()
+    assert text.startswith("ValueError: boom (at ") and "test_sandbox_parts.py:" in text

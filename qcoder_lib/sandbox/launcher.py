@@ -36,23 +36,22 @@ Isolation layers (``ExecResult.layers`` says which were active; ``LAYER_DESCRIPT
 
 # Every module is imported here, before the mounts may hide the interpreter's home directory
 # (os.wait4 needs resource too).
-import json
+import _signal as signal  # the C module: "signal" imports enum (start-up time)
+import marshal
 import os
 import resource  # noqa: F401 - os.wait4 imports it lazily, when the mounts may hide it
-import shutil
-import signal
 import sys
 import time
-import traceback
 
 if __package__:
-    from . import cgroups, linux, program
+    from . import cgroups, linux, program, status
 else:  # run as a script (-I -S): load the stdlib-only siblings from this folder
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import cgroups
         import linux
         import program
+        import status
     finally:
         del sys.path[0]
 mounts = program.mounts
@@ -61,10 +60,22 @@ _call = linux.call
 UID_BASE = 1_000_000  # sandbox uids are UID_BASE + the launcher's pid (unique among live runs)
 
 
-def _report(fd, **fields):
-    """Write one JSON line on the status pipe (small writes on a pipe are atomic)."""
+def _remove_tree(path):
+    """Delete a folder and everything in it, ignoring errors (``shutil`` costs start-up time)."""
     try:
-        os.write(fd, (json.dumps(fields) + "\n").encode())
+        entries = list(os.scandir(path))
+    except OSError:
+        entries = []
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            _remove_tree(e.path)
+        else:
+            try:
+                os.unlink(e.path)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
     except OSError:
         pass
 
@@ -213,7 +224,7 @@ class _Init:
                 layers.update(mount_layers)
             except OSError:
                 layers["mount_ns"] = False
-        _report(self.status_fd, who="init", layers=layers)
+        status.report(self.status_fd, who="init", layers=layers)
         signal.signal(signal.SIGUSR1, self.kill_all)  # the parent's "time is up"
         signal.signal(signal.SIGTERM, self.kill_all)
         ready_r, ready_w = os.pipe()
@@ -229,9 +240,9 @@ class _Init:
         t0 = time.monotonic()
         while True:
             try:
-                got, status, usage = os.wait4(pid, 0)
+                got, wstatus, usage = os.wait4(pid, 0)
             except ChildProcessError:
-                status, usage = None, None
+                wstatus, usage = None, None
                 break
             if got == pid:
                 break
@@ -244,20 +255,20 @@ class _Init:
                 break
             time.sleep(0.002)
         out = {"who": "exit", "wall_s": wall}
-        if status is not None:
-            if os.WIFSIGNALED(status):
-                out["signal"] = os.WTERMSIG(status)
+        if wstatus is not None:
+            if os.WIFSIGNALED(wstatus):
+                out["signal"] = os.WTERMSIG(wstatus)
             else:
-                out["exit_code"] = os.WEXITSTATUS(status)
+                out["exit_code"] = os.WEXITSTATUS(wstatus)
             out["cpu_s"] = usage.ru_utime + usage.ru_stime
             out["maxrss_kb"] = usage.ru_maxrss
-        _report(self.status_fd, **out)
+        status.report(self.status_fd, **out)
         os._exit(0)
 
 def main():
     """The launcher L: read the run's JSON config from ``argv[1]``, enter the namespaces and
     cgroups, fork the init process I and wait for it, report on the status fd, then exit."""
-    cfg = json.loads(sys.argv[1])
+    cfg = marshal.loads(bytes.fromhex(sys.argv[1]))  # marshal: no import, unlike json
     status_fd = cfg["status_fd"]
     state = {"stop": False, "init": None}
 
@@ -312,21 +323,21 @@ def main():
         try:
             init.run()  # never returns
         except BaseException:  # noqa: BLE001
-            _report(status_fd, who="error", where="init", error=traceback.format_exc())
+            status.report(status_fd, who="error", where="init", error=status.error_text())
             init.kill_all()
             os._exit(1)
     state["init"] = pid
     if state["stop"]:
         stop()
-    _report(status_fd, who="launcher", layers=layers, init_pid=pid)
+    status.report(status_fd, who="launcher", layers=layers, init_pid=pid)
     while True:
         try:
             os.waitpid(pid, 0)
             break
         except ChildProcessError:
             break
-    _report(status_fd, who="cgroup", **cgroups.teardown(made))
-    shutil.rmtree(cfg["workdir"], ignore_errors=True)  # the parent does too, unless it died
+    status.report(status_fd, who="cgroup", **cgroups.teardown(made))
+    _remove_tree(cfg["workdir"])  # the parent does too, unless it died
     os._exit(0)
 
 

@@ -10,6 +10,7 @@ its cgroups and working directory removed before the exception goes on.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import selectors
 import shutil
@@ -198,7 +199,8 @@ def execute(
         }
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(LAUNCHER), json.dumps(cfg)],
+            # marshal: the launcher reads it without importing json (its start-up time)
+            [sys.executable, "-I", "-S", "-B", str(LAUNCHER), marshal.dumps(cfg).hex()],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -4,30 +4,21 @@ its own read-only, set rlimits, take its files and drop to its unprivileged uid,
 privileges, the seccomp filter, its descriptors (0: stdin, 1/2: output, 3/4: token and
 result pipes), then ``exec`` the harness. Loaded by ``launcher.py`` (stdlib only)."""
 
+import _signal as signal  # the C module: "signal" imports enum (start-up time)
 import fcntl
-import json
 import os
 import resource
-import signal
-import traceback
 
 if __package__:
-    from . import linux, mounts
+    from . import linux, mounts, status
     from .cgroups import write as _write
 else:  # loaded by launcher.py as a plain script module
     import linux
     import mounts
+    import status
     from cgroups import write as _write
 
 _call = linux.call
-
-
-def _report(fd, **fields):
-    """Write one JSON line on the status pipe (small writes on a pipe are atomic)."""
-    try:
-        os.write(fd, (json.dumps(fields) + "\n").encode())
-    except OSError:
-        pass
 
 
 
@@ -36,7 +27,7 @@ def exec_program(cfg, status_fd, ready_r):
     try:
         _prepare_and_exec(cfg, status_fd, ready_r)
     except BaseException:  # noqa: BLE001 - report the sandbox's own failure, never run on
-        _report(status_fd, who="error", where="program setup", error=traceback.format_exc())
+        status.report(status_fd, who="error", where="program setup", error=status.error_text())
         os._exit(127)
 
 
@@ -115,7 +106,7 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
     layers["sockets_disabled"] = no_sockets
     net_mode = "no-sockets" if no_sockets else "net-ok"
     argv = [python, "-I", "-B", cfg["harness"], net_mode, *cfg["harness_args"]]
-    _report(status_fd, who="program", layers=layers, uid=ran_as)
+    status.report(status_fd, who="program", layers=layers, uid=ran_as)
     # Move every fd we keep out of the way first, so that no dup2 below overwrites another.
     status_fd = fcntl.fcntl(status_fd, fcntl.F_DUPFD_CLOEXEC, 10)  # closed by a successful exec
     moved = {}
@@ -141,5 +132,5 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
     try:
         os.execve(argv[0], argv, cfg["env"])
     except OSError as e:
-        _report(status_fd, who="error", where="exec", error=f"{argv[0]}: {e}")
+        status.report(status_fd, who="error", where="exec", error=f"{argv[0]}: {e}")
         os._exit(127)
