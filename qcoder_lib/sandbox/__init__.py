@@ -28,10 +28,11 @@ Where each part lives
 - ``api.py``: the calls above; ``limits.py``: :class:`Limits`; ``result.py``: statuses,
   :class:`ExecResult`, layer names; ``interpreter.py``: which Python runs the program and which
   host folders it must not see; ``parent.py``: start, watch, stop and collect one run.
-- ``launcher.py`` (run as a script, stdlib only): namespaces, cgroups, the init process,
-  rlimits, uid drop, seccomp; ``mounts.py`` (loaded by the launcher): the run's view of the
-  filesystem; ``harness.py`` (copied next to the program): runs it, or runs the tests and
-  proves they completed.
+- ``launcher.py`` (run as a script, stdlib only): namespaces and the init process; with its
+  siblings ``cgroups.py`` (memory and pids cgroups), ``mounts.py`` (the run's view of the
+  filesystem), ``program.py`` (rlimits, uid drop, seccomp, exec), ``linux.py`` (libc calls,
+  the seccomp filter) and ``status.py`` (the status pipe). ``harness.py`` (copied next to the
+  program): runs it, or runs the tests and proves they completed.
 
 Isolation layers, the verdict, and what is out of scope: see ``launcher.py`` and
 ``harness.py``, and the README's sandbox section.
