@@ -203,7 +203,7 @@ def test_scaled_rotary_embedding_without_scaling_is_plain_rope():
     plain = RotaryEmbedding(16, 10_000.0)(pos, torch.float32)
     same = ScaledRotaryEmbedding(16, 10_000.0, None)(pos, torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(plain, same))
-    cos, sin = ScaledRotaryEmbedding(16, 10_000.0, {"rope_type": "yarn", "factor": 4.0,
+    cos, _sin = ScaledRotaryEmbedding(16, 10_000.0, {"rope_type": "yarn", "factor": 4.0,
                                                     "original_max_position_embeddings": 16})(
         pos, torch.float32)
     assert cos[0, 0, 0].item() == pytest.approx(0.1 * math.log(4) + 1)  # cos(0) * factor

@@ -59,7 +59,7 @@ def normalize_rope_scaling(scaling: dict | None, max_position_embeddings: int | 
     if not scaling:
         return None
     if not isinstance(scaling, dict):
-        raise ValueError(f"{field} must be a dict, not {type(scaling).__name__}")
+        raise TypeError(f"{field} must be a dict, not {type(scaling).__name__}")
     rope_type = scaling.get("rope_type") or scaling.get("type") or "default"
     if rope_type not in ROPE_TYPES:
         raise ValueError(f"{field}: rope_type={rope_type!r} is not one of {', '.join(ROPE_TYPES)}")
