@@ -130,3 +130,18 @@ def test_reference_model_and_base_class():
     assert ReferenceModel(lambda task: ["x", "y"]).complete(t) == [["x", "y"]]
     with pytest.raises(NotImplementedError):
         EvalModel().generate_ids([[1]], SamplingConfig(), 1, (), 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not vllm_available(), reason="needs vLLM and a CUDA GPU")
+def test_vllm_backend_matches_transformers_greedy(tok, pair, tmp_path):
+    from qcoder_lib.evaluation.model_api import VLLMModel
+    from qcoder_lib.model.hf_interop import to_hf
+
+    to_hf(pair[0], tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    s = SamplingConfig(max_new_tokens=8)
+    want = HFModel.from_pretrained(tmp_path / "m", device="cuda", dtype=torch.float32
+                                   ).complete(_tasks(), s)
+    got = VLLMModel(tmp_path / "m", dtype="float32").complete(_tasks(), s)
+    assert got == want

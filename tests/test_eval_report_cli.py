@@ -101,6 +101,11 @@ def test_registry():
     with pytest.raises(KeyError, match="unknown benchmark 'apps'"):
         get_benchmark("apps")
     assert {"humaneval", "sql", "math", "crux-input"} <= set(BENCHMARKS)
+    from qcoder_lib.evaluation.loaders import local_sample
+
+    b = get_benchmark(f"cruxeval-input={local_sample('cruxeval')}", limit=1)
+    assert b.name == "cruxeval-input" and len(b.tasks) == 1
+    assert get_benchmark(f"mbpp={local_sample('mbpp')}").tasks[0].task_id == "MBPP/9001"
     assert isinstance(EvalRun("m", {}).to_dict(with_samples=False), dict)
 
 

@@ -14,7 +14,7 @@ DEFAULT_BENCHMARKS = ("humaneval", "humaneval-infill-single-line", "crux-output"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``eval`` and its options."""
     from qcoder_lib.cli import add_common_options
-    from qcoder_lib.evaluation.suite import BENCHMARKS
+    from qcoder_lib.evaluation.suite import BENCHMARKS, HUB_BENCHMARKS
 
     p = subparsers.add_parser(
         "eval", help="evaluate models (pass@k in the sandbox) and write a report",
@@ -29,7 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="course: the course's model class (Qwen2 checkpoints); hf: transformers "
                         "(default); vllm: vLLM on a GPU; auto: vLLM when available, else hf")
     p.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS),
-                   help="comma-separated names, from: " + ", ".join(BENCHMARKS))
+                   help="comma-separated names; offline: " + ", ".join(BENCHMARKS) + "; "
+                        "published sets (online with `datasets`, or NAME=file.jsonl in the "
+                        "published format): " + ", ".join(HUB_BENCHMARKS))
     p.add_argument("--limit", type=int, default=None,
                    help="first N tasks of each benchmark (default: all; smoke profile: 8)")
     p.add_argument("--n", type=int, default=1, help="samples per task (the n of pass@k)")

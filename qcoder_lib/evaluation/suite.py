@@ -36,11 +36,26 @@ BENCHMARKS: dict[str, Callable[[int | None], Benchmark]] = {
 }
 
 
+# Published benchmarks read with `datasets` (online) or from a local file: ``name[=file.jsonl]``.
+HUB_BENCHMARKS = ("mbpp", "mbppplus", "humanevalplus", "cruxeval-output", "cruxeval-input",
+                  "gsm8k")
+
+
 def get_benchmark(name: str, limit: int | None = None) -> Benchmark:
-    """The benchmark ``name`` (a key of :data:`BENCHMARKS`), first ``limit`` tasks."""
-    if name not in BENCHMARKS:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    return BENCHMARKS[name](limit)
+    """The benchmark ``name``, first ``limit`` tasks: a key of :data:`BENCHMARKS` (offline),
+    or one of :data:`HUB_BENCHMARKS`, fetched with ``datasets`` by its hub name, or read from a
+    local file in the published format when written ``name=path/to/file.jsonl``."""
+    name, _, path = name.partition("=")
+    if name in BENCHMARKS and not path:
+        return BENCHMARKS[name](limit)
+    if name in HUB_BENCHMARKS:
+        from qcoder_lib.evaluation.loaders import benchmark_from_records, load_records
+
+        dataset, _, mode = name.partition("-")
+        records = load_records(dataset, path or None, limit=limit)
+        return benchmark_from_records(dataset, records, mode=mode or "output")
+    known = ", ".join([*BENCHMARKS, *HUB_BENCHMARKS])
+    raise KeyError(f"unknown benchmark {name!r}; known: {known}")
 
 
 @dataclass
