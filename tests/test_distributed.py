@@ -34,7 +34,8 @@ from qcoder_lib.distributed.run import main as run_main
 
 LAUNCH_TIMEOUT_S = 150
 ATOL = 1e-5
-ARGS = ["--steps", "4", "--batch-size", "8", "--seq-len", "32", "--timeout", "30"]
+ARGS = ["--steps", "4", "--batch-size", "8", "--seq-len", "32", "--timeout", "30",
+        "--eval-every", "4"]
 
 
 def _weights(run_dir):
@@ -72,6 +73,7 @@ def test_ddp_on_two_loopback_nodes_matches_one_process(tmp_path, single_run):
     ref = json.loads((single_run / "result.json").read_text())
     assert got["world_size"] == 2 and ref["world_size"] == 1
     assert got["losses"] == pytest.approx(ref["losses"], rel=1e-5)
+    assert got["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-5)  # held-out, all ranks
     assert len(list((tmp_path / "two_nodes_logs").glob("node*.log"))) == 2
 
 
@@ -180,3 +182,39 @@ def test_failure_report_without_errors_and_alive():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     assert alive(__import__("os").getpid()) and not alive(p.pid)
+
+
+def test_unsupported_options_with_a_strategy_are_refused(tmp_path):
+    from qcoder_lib.distributed.strategy import DistInfo
+    from qcoder_lib.distributed.train import train_distributed
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+    from qcoder_lib.train import TrainConfig
+
+    model = QwenForCausalLM(QwenConfig.preset("smoke", vocab_size=256))
+    cfg = TrainConfig(steps=1, batch_size=4, seq_len=32, strategy="fsdp2", compile=True,
+                      out_dir=str(tmp_path))
+    info = DistInfo(0, 2, 0, torch.device("cpu"), "gloo")
+    with pytest.raises(NotImplementedError, match="TrainConfig.compile"):
+        train_distributed(model, counting_rows(8, 32, 256), cfg, info=info)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_memory_of_a_training_step_matches_the_calculator():
+    # fp32 weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes per parameter
+    # (the loop's bf16 autocast keeps fp32 weights); measured with the CUDA allocator, 10%.
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+    from qcoder_lib.train import TrainConfig, make_optimizer
+
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    model = QwenForCausalLM(QwenConfig.preset("gpu", vocab_size=8192)).cuda()
+    opt = make_optimizer(model, TrainConfig())
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(torch.zeros(1, 8, dtype=torch.long, device="cuda")).float().mean()
+    loss.backward()
+    opt.step()
+    del loss
+    used = torch.cuda.memory_allocated() - base
+    want = sum(state_bytes(model.num_params().total, "ddp", 1, "fp32"))
+    assert used == pytest.approx(want, rel=0.10)

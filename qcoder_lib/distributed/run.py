@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     p.add_argument("--warmup", type=int, default=1, help="warm-up steps")
     p.add_argument("--checkpoint-every", type=int, default=0, help="DCP checkpoint every N steps")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="held-out loss every N steps (synthetic held-out rows; 0: never)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     p.add_argument("--seed", type=int, default=0, help="model init and data order")
     p.add_argument("--device", choices=("auto", "cpu"), default="auto",
@@ -104,15 +106,18 @@ def main(argv: list[str] | None = None) -> int:
         mcfg = QwenConfig.preset(args.preset, vocab_size=args.vocab_size, **overrides)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
         model = QwenForCausalLM(mcfg).to("cpu" if args.device == "cpu" else info.device)
+        held_out = None
         if args.data:
             data = args.data
         else:
             data = counting_rows(args.rows, args.seq_len, args.vocab_size, args.seed)
+            if args.eval_every:
+                held_out = counting_rows(16, args.seq_len, args.vocab_size, args.seed + 1)
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                           grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.lr / 10,
                           warmup_steps=args.warmup, checkpoint_every=args.checkpoint_every,
                           keep_last=0, seed=args.seed, out_dir=str(out), dtype="auto",
-                          strategy=args.strategy, progress=False)
+                          strategy=args.strategy, progress=False, eval_every=args.eval_every)
 
         def maybe_fail(record_: dict) -> None:
             if info.rank == args.fail_rank and record_["step"] >= args.fail_at_step:
@@ -120,12 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                                       f"{record_['step']} (--fail-rank {args.fail_rank})")
 
         # qcoder_lib.train.train: the library's loop; ddp / fsdp2 go to train_distributed
-        res = train(model, data, cfg, resume=args.resume, on_step=maybe_fail)
+        res = train(model, data, cfg, held_out, resume=args.resume, on_step=maybe_fail)
         if info.is_main:
             (out / "result.json").write_text(json.dumps({
                 "losses": res.losses, "steps": res.steps, "world_size": info.world_size,
                 "strategy": args.strategy, "resumed_from": res.resumed_from,
-                "tokens": res.tokens, "seconds": res.seconds,
+                "tokens": res.tokens, "seconds": res.seconds, "eval_loss": res.eval_loss,
                 "state_bytes_rank0": getattr(res, "state_bytes", None)}, indent=1), encoding="utf-8")
             print(f"rank 0: {args.strategy} on {info.world_size} rank(s), {res.steps} steps, "
                   f"loss {res.losses[0] if res.losses else float('nan'):.4f} -> "

@@ -86,6 +86,10 @@ def train_distributed(model: torch.nn.Module, train_data, config, eval_data=None
 
     cfg = config
     strategy = strategy or getattr(cfg, "strategy", "single")
+    for name in ("compile", "activation_checkpointing"):  # not wired for ddp / fsdp2 yet
+        if getattr(cfg, name, False) and strategy != "single":
+            raise NotImplementedError(f"TrainConfig.{name}=True is not supported with "
+                                      f"strategy={strategy!r} yet; set it to False")
     info = info or current_info()
     rows = as_rows(train_data, cfg.seq_len)
     eval_rows = as_rows(eval_data, cfg.seq_len) if eval_data is not None else None
