@@ -129,15 +129,20 @@ def test_check_program_verdicts():
     r = check_program(SOLUTION, TESTS, "add")
     assert r.passed, r
     assert "token" in r.reason and r.checks_run == 2
-    r = check_program("def add(a, b):\n    return a - b\n", TESTS, "add")
-    assert r.status == "failed" and "AssertionError" in r.stderr
-    r = check_program(SOLUTION, TESTS, "missing_name")
-    assert r.status == "failed" and "missing_name" in r.stderr
-    # Script-style tests without an entry point: top-level asserts.
-    r = check_program(SOLUTION, "assert add(1, 1) == 2\n")
-    assert r.passed
-    r = check_program(SOLUTION, "assert add(1, 1) == 3\n")
-    assert r.status == "failed"
+    wrong, missing, script_ok, script_bad = run_many(
+        [
+            {"solution": "def add(a, b):\n    return a - b\n", "tests": TESTS, "entry_point": "add"},
+            {"solution": SOLUTION, "tests": TESTS, "entry_point": "missing_name"},
+            # Script-style tests without an entry point: top-level asserts.
+            {"solution": SOLUTION, "tests": "assert add(1, 1) == 2\n"},
+            {"solution": SOLUTION, "tests": "assert add(1, 1) == 3\n"},
+        ],
+        workers=2,
+    )
+    assert wrong.status == "failed" and "AssertionError" in wrong.stderr
+    assert missing.status == "failed" and "missing_name" in missing.stderr
+    assert script_ok.passed and script_ok.checks_run == 1
+    assert script_bad.status == "failed"
 
 
 def test_check_program_keyword_errors_are_named():

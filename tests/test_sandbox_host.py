@@ -273,7 +273,7 @@ def test_concurrent_runs_cannot_read_each_others_files(private_tempdir):
     secret = f"qcoder-secret-{os.getpid()}"
     holder: dict = {}
     t = threading.Thread(target=lambda: holder.setdefault("r", run_code(
-        "import time; time.sleep(4)", files={"secret.txt": secret}, stdin=secret,
+        "import time; time.sleep(3)", files={"secret.txt": secret}, stdin=secret,
         timeout_s=20)))
     t.start()
     try:
@@ -296,6 +296,7 @@ def test_concurrent_runs_cannot_read_each_others_files(private_tempdir):
         for disable in ((), ("mount_ns",)):
             r = run_code(probe, disable=disable)
             assert r.passed and secret not in r.stdout and "READ" not in r.stdout, (disable, r)
+        assert os.path.exists(work), "the first run ended before the probes: nothing was tested"
     finally:
         t.join()
     assert holder["r"].passed
@@ -304,14 +305,14 @@ def test_concurrent_runs_cannot_read_each_others_files(private_tempdir):
 # --- item 5: the real exit status -----------------------------------------------------------
 
 def test_exit_status_that_wraps_to_zero_is_a_failure():
-    for code in (256, 512):
-        r = run_code(f"import sys; sys.exit({code})")
+    r256, r512, none, r257 = run_many(
+        ["import sys; sys.exit(256)", "raise SystemExit(512)", "raise SystemExit(None)",
+         "import sys; sys.exit(257)"], workers=2)
+    for r, code in ((r256, 256), (r512, 512)):
         assert r.status == "failed" and r.exit_code == code, r
         assert "wrap" in r.reason
-    r = run_code("raise SystemExit(None)")
-    assert r.passed and r.exit_code == 0
-    r = run_code("import sys; sys.exit(257)")
-    assert r.status == "failed" and r.exit_code == 1  # 257 & 255: the OS's own answer
+    assert none.passed and none.exit_code == 0
+    assert r257.status == "failed" and r257.exit_code == 1  # 257 & 255: the OS's own answer
 
 
 # --- item 6: counted checks, "no tests ran", unittest.main() --------------------------------
@@ -382,7 +383,7 @@ for _ in range(n):
         refused += 1
         continue
     if pid == 0:
-        import time; time.sleep(0.5); os._exit(0)
+        import time; time.sleep(0.3); os._exit(0)
     kids.append(pid)
 for k in kids:
     os.waitpid(k, 0)
@@ -391,8 +392,12 @@ print(len(kids), refused)
 
 
 def test_max_processes_counts_only_the_programs_processes():
-    for m in (1, 2, 3, 4):
-        r = run_code(FORKS.replace("N", str(m)), max_processes=m)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # two runs at a time, each with its own limit
+        results = list(pool.map(
+            lambda m: run_code(FORKS.replace("N", str(m)), max_processes=m), (1, 2, 3, 4)))
+    for m, r in zip((1, 2, 3, 4), results):
         assert r.passed, (m, r.stderr[-500:])
         assert r.stdout.split() == [str(m - 1), "1"], (m, r.stdout)  # itself + m - 1 children
 
