@@ -96,7 +96,8 @@ def run_code(
     )
     claim = _exit_claim(result)
     # The claim can only turn a run into a failure: it must agree with the OS's exit status.
-    if claim is not None and claim % 256 == 0 and claim != 0 and res.exit_code in (0, 1):
+    if (claim is not None and claim % 256 == 0 and claim != 0
+            and res.status in ("passed", "failed") and res.exit_code in (0, 1)):
         res.exit_code = claim
         res.status = "failed"
         res.reason = f"exit status {claim} (sys.exit({claim}); the OS would wrap it to 0)"
