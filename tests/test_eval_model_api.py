@@ -145,3 +145,55 @@ def test_vllm_backend_matches_transformers_greedy(tok, pair, tmp_path):
                                    ).complete(_tasks(), s)
     got = VLLMModel(tmp_path / "m", dtype="float32").complete(_tasks(), s)
     assert got == want
+
+
+def test_chat_completion_extracts_answers():
+    from qcoder_lib.evaluation.model_api import chat_completion
+
+    code = Task("c", "p", "", instruction="i")
+    sql = Task("s", "p", "", instruction="i", chat_answer="sql")
+    text = Task("m", "p", "", instruction="i", chat_answer="text")
+    reply = "Here you go:\n```python\ndef f():\n    return 1\n```\nand ```python\nx\n```"
+    assert chat_completion(code, reply) == "\ndef f():\n    return 1\n"
+    assert chat_completion(code, "def f(): pass") == "\ndef f(): pass"
+    assert chat_completion(sql, "```sql\nSELECT a FROM t;\n```") == " a FROM t;"
+    assert chat_completion(sql, "```sql\nWITH x AS (SELECT 1) SELECT * FROM x\n```").startswith(
+        " WITH")
+    assert chat_completion(text, "It is 7.") == "It is 7."
+
+
+def test_chat_replies_score_through_the_benchmarks():
+    """An instruct model's whole-function reply passes HumanEval / MBPP / SQL scoring."""
+    from qcoder_lib.evaluation.humaneval import humaneval_benchmark
+    from qcoder_lib.evaluation.loaders import benchmark_from_records, load_records, local_sample
+    from qcoder_lib.evaluation.model_api import chat_completion
+    from qcoder_lib.evaluation.sql import sql_benchmark
+
+    he = humaneval_benchmark(limit=2)
+    mb = benchmark_from_records("mbpp", load_records("mbpp", local_sample("mbpp")))
+    sq = sql_benchmark(limit=2)
+    for bench, full in ((he, lambda t: t.prompt + t.reference), (mb, lambda t: t.reference),
+                        (sq, lambda t: "SELECT" + t.reference)):
+        fence = "sql" if bench is sq else "python"
+        comps = [[chat_completion(t, f"Sure.\n```{fence}\n{full(t)}```\nDone.")]
+                 for t in bench.tasks]
+        res = bench.score(bench.tasks, comps, None)
+        assert all(r.passed for r in res), (bench.name, [(r.outcome, r.detail) for r in res])
+        assert all(t.instruction for t in bench.tasks)
+
+
+def test_chat_mode_prompts_with_the_chat_template(tok, pair):
+    from qcoder_lib.evaluation.humaneval import humaneval_benchmark
+    from qcoder_lib.evaluation.infilling import infilling_benchmark
+    from qcoder_lib.tokenizer import encode_chat
+
+    cm = CourseModel(pair[0], tok, chat=True)
+    t = humaneval_benchmark(limit=1).tasks[0]
+    want = encode_chat(tok, [{"role": "user", "content": t.instruction}],
+                       add_generation_prompt=True)
+    assert cm.uses_chat(t) and cm.input_ids(t) == want
+    fim = infilling_benchmark("single-line", limit=1).tasks[0]
+    assert not cm.uses_chat(fim) and cm.input_ids(fim) == cm.prompt_ids(fim)  # stays FIM
+    out = cm.complete([t, fim], SamplingConfig(max_new_tokens=6), stop=["\n"])
+    assert out[0][0].startswith("\n") and "\n" not in out[1][0]
+    assert not CourseModel(pair[0], tok).uses_chat(t)

@@ -28,6 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("auto", "course", "hf", "vllm"), default="hf",
                    help="course: the course's model class (Qwen2 checkpoints); hf: transformers "
                         "(default); vllm: vLLM on a GPU; auto: vLLM when available, else hf")
+    p.add_argument("--chat", action="store_true",
+                   help="instruct models: put each task's instruction (HumanEval, MBPP, SQL, "
+                        "math) as a chat turn and take the answer from the reply's code block")
     p.add_argument("--benchmarks", default=",".join(DEFAULT_BENCHMARKS),
                    help="comma-separated names; offline: " + ", ".join(BENCHMARKS) + "; "
                         "published sets (online with `datasets`, or NAME=file.jsonl in the "
@@ -69,7 +72,7 @@ def run(args) -> int:
         else:
             from qcoder_lib.evaluation.model_api import load_eval_model
 
-            model = load_eval_model(spec, backend=args.backend)
+            model = load_eval_model(spec, backend=args.backend, chat=args.chat)
         runs.append(evaluate(model, benches, sampling, max_new_tokens=args.max_new_tokens,
                              workers=args.workers, progress=True))
     out = Path(args.out)

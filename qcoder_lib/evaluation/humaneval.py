@@ -37,6 +37,8 @@ def problem_task(p: dict, benchmark: str = "humaneval") -> Task:
         prompt=p["prompt"],
         reference=p["canonical_solution"],
         check={"test": p["test"], "entry_point": p["entry_point"]},
+        instruction="Complete the following Python function. Reply with the complete function "
+                    f"in a ```python code block.\n\n```python\n{p['prompt']}```",
     )
 
 

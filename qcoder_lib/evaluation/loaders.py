@@ -77,7 +77,9 @@ def mbpp_task(r: dict) -> Task:
     setup = r.get("test_setup_code") or "\n".join(r.get("test_imports") or [])
     script = r.get("test") or "\n".join(tests + list(r.get("challenge_test_list") or []))
     return Task(f"MBPP/{r['task_id']}", prompt, r["code"].replace("\r\n", "\n") + "\n",
-                check={"test": (setup + "\n" + script).strip() + "\n"}, chat=True)
+                check={"test": (setup + "\n" + script).strip() + "\n"},
+                instruction=f"{text.strip()}\nYour code should pass this test:\n{tests[0]}\n"
+                            "Reply with the Python code in a ```python code block.")
 
 
 def score_mbpp(tasks: list[Task], completions: list[list[str]], workers: int | None = None

@@ -65,7 +65,9 @@ def math_tasks(records: list[dict] | None = None) -> list[Task]:
         if parse_number(ans) is None:
             raise ValueError(f"math record {r.get('task_id', i)}: answer {ans!r} is not a number")
         tasks.append(Task(str(r.get("task_id", f"Math/{i}")), f"Question: {r['question']}\nAnswer:",
-                          f" The answer is {ans}.", check={"answer": ans}, chat=True))
+                          f" The answer is {ans}.", check={"answer": ans},
+                          instruction=f"{r['question']}\nEnd your reply with the final answer "
+                                      "as a number.", chat_answer="text"))
     return tasks
 
 

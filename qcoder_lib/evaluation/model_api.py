@@ -10,6 +10,11 @@ before the first stop sequence). Three backends implement it:
 - :class:`VLLMModel`: vLLM, as the report evaluates, only when ``vllm`` imports and a GPU is
   present (:func:`load_eval_model` falls back to transformers otherwise).
 
+Base models continue the task's prompt. Instruct models (``chat=True``) get a task's
+``instruction`` as a ChatML user message where the benchmark has one (HumanEval, MBPP, SQL,
+math; not infilling or CRUX-style, which stay completion tasks), and the reply becomes the
+completion by :func:`chat_completion` (the first fenced code block for code and SQL).
+
 Shared rules: prompts are token ids built here (text encoded as data; fill-in-the-middle tasks
 get ``<|fim_prefix|>prefix<|fim_suffix|>suffix<|fim_middle|>`` with the special tokens inserted
 by id); batches are left-padded; generation ends at the tokenizer's end / FIM / file-separator
@@ -21,6 +26,7 @@ with seed ``seed + b``, so a run is repeatable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,27 @@ from qcoder_lib.evaluation.task import Task
 # The report's inference stop tokens (facts file: FIM/repo tokens, <|endoftext|>, <|im_end|>).
 STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_suffix|>",
                "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+
+
+_CODE_BLOCK = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def chat_completion(task: Task, reply: str) -> str:
+    """The completion a benchmark's scorer expects, from a chat ``reply`` to ``task``.
+
+    ``"text"`` answers (math) are the reply itself. ``"code"``: the first fenced code block
+    (the whole reply if none), after a newline: appended to the prompt it redefines the
+    prompt's function (whose docstring alone is a valid body), as instruct evaluations run the
+    model's whole function. ``"sql"``: the first code block's query, without its leading
+    ``SELECT`` (the scorer puts it back)."""
+    if task.chat_answer == "text":
+        return reply
+    blocks = _CODE_BLOCK.findall(reply)
+    code = blocks[0][1] if blocks else reply
+    if task.chat_answer == "sql":
+        q = code.strip()
+        return q[6:] if q[:6].upper() == "SELECT" else " " + q
+    return "\n" + code
 
 
 @dataclass
@@ -63,6 +90,7 @@ class EvalModel:
 
     name: str = "model"
     tokenizer = None
+    chat: bool = False  # True: an instruct model, prompted with the chat template
 
     def stop_token_ids(self) -> list[int]:
         """Ids of :data:`STOP_TOKENS` present in the tokenizer, plus its eos id."""
@@ -96,6 +124,28 @@ class EvalModel:
         p, s = encode_data_batch(tok, [task.prompt, task.suffix])
         return [pre, *p, suf, *s, mid]
 
+    def chat_ids(self, task: Task) -> list[int]:
+        """Token ids of ``task.instruction`` as a user turn plus the assistant header (ChatML
+        with the markers inserted by id for Qwen-family tokenizers, else the tokenizer's own
+        chat template)."""
+        if task.instruction is None:
+            raise ValueError(f"{self.name}: task {task.task_id} has no chat form")
+        messages = [{"role": "user", "content": task.instruction}]
+        if "<|im_start|>" in self.tokenizer.get_vocab():
+            from qcoder_lib.tokenizer import encode_chat
+
+            return encode_chat(self.tokenizer, messages, add_generation_prompt=True)
+        return list(self.tokenizer.apply_chat_template(messages, tokenize=True,
+                                                       add_generation_prompt=True))
+
+    def uses_chat(self, task: Task) -> bool:
+        """True when ``task`` is put to this model as a chat turn."""
+        return self.chat and task.instruction is not None
+
+    def input_ids(self, task: Task) -> list[int]:
+        """What the model sees for ``task``: :meth:`chat_ids` or :meth:`prompt_ids`."""
+        return self.chat_ids(task) if self.uses_chat(task) else self.prompt_ids(task)
+
     def generate_ids(
         self, prompts: list[list[int]], sampling: SamplingConfig, max_new_tokens: int,
         stop: Sequence[str], seed: int,
@@ -112,20 +162,24 @@ class EvalModel:
         by the tasks each batch finishes (sequences / ``n``)."""
         sampling = sampling or SamplingConfig()
         budget = max_new_tokens or sampling.max_new_tokens
-        jobs = [(i, self.prompt_ids(t)) for i, t in enumerate(tasks) for _ in range(sampling.n)]
-        order = sorted(range(len(jobs)), key=lambda j: -len(jobs[j][1]))  # similar lengths
-        out: list[list[str]] = [[] for _ in tasks]
+        jobs = [(i, self.input_ids(t)) for i, t in enumerate(tasks) for _ in range(sampling.n)]
         texts: dict[int, str] = {}
-        bs = max(1, sampling.batch_size)
-        for b, start in enumerate(range(0, len(order), bs)):
-            chunk = order[start : start + bs]
-            new = self.generate_ids([jobs[j][1] for j in chunk], sampling, budget, stop,
-                                    sampling.seed + b)
-            for j, ids in zip(chunk, new):
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                texts[j] = truncate_at_stop(text, stop)
-            if progress is not None:
-                progress.update(len(chunk) / sampling.n)
+        bs, b = max(1, sampling.batch_size), 0
+        for chat in (False, True):  # chat turns end at <|im_end|>, not at the stop strings
+            group = [j for j in range(len(jobs)) if self.uses_chat(tasks[jobs[j][0]]) == chat]
+            group.sort(key=lambda j: -len(jobs[j][1]))  # similar lengths share a batch
+            for start in range(0, len(group), bs):
+                chunk = group[start : start + bs]
+                new = self.generate_ids([jobs[j][1] for j in chunk], sampling, budget,
+                                        () if chat else stop, sampling.seed + b)
+                b += 1
+                for j, ids in zip(chunk, new):
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    task = tasks[jobs[j][0]]
+                    texts[j] = chat_completion(task, text) if chat else truncate_at_stop(text, stop)
+                if progress is not None:
+                    progress.update(len(chunk) / sampling.n)
+        out: list[list[str]] = [[] for _ in tasks]
         for j, (i, _) in enumerate(jobs):
             out[i].append(texts[j])
         return out
@@ -134,18 +188,20 @@ class EvalModel:
 class CourseModel(EvalModel):
     """The course's :class:`~qcoder_lib.model.QwenForCausalLM` with its tokenizer."""
 
-    def __init__(self, model, tokenizer, name: str = "course-model"):
-        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+    def __init__(self, model, tokenizer, name: str = "course-model", chat: bool = False):
+        self.model, self.tokenizer, self.name, self.chat = model.eval(), tokenizer, name, chat
 
     @classmethod
-    def from_folder(cls, folder, name: str | None = None, device=None) -> CourseModel:
+    def from_folder(cls, folder, name: str | None = None, device=None, chat: bool = False
+                    ) -> CourseModel:
         """Load a Hugging Face format folder (a training run's ``final/``: config, weights and
         tokenizer) into the course's model class."""
         from qcoder_lib.model.hf_interop import from_hf
         from qcoder_lib.tokenizer import load_tokenizer
 
         folder = Path(folder)
-        return cls(from_hf(folder, device=device), load_tokenizer(folder), name or folder.name)
+        return cls(from_hf(folder, device=device), load_tokenizer(folder), name or folder.name,
+                   chat)
 
     def generate_ids(self, prompts, sampling, max_new_tokens, stop, seed):
         """One left-padded batch through :func:`qcoder_lib.model.generation.generate` (stops at
@@ -182,11 +238,12 @@ class _StopOnStrings:
 class HFModel(EvalModel):
     """Any transformers causal LM (``AutoModelForCausalLM``) with its tokenizer."""
 
-    def __init__(self, model, tokenizer, name: str = "hf-model"):
-        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+    def __init__(self, model, tokenizer, name: str = "hf-model", chat: bool = False):
+        self.model, self.tokenizer, self.name, self.chat = model.eval(), tokenizer, name, chat
 
     @classmethod
-    def from_pretrained(cls, name_or_path, device=None, dtype=None) -> HFModel:
+    def from_pretrained(cls, name_or_path, device=None, dtype=None, chat: bool = False
+                        ) -> HFModel:
         """Load a folder or hub name with ``AutoModelForCausalLM`` / ``AutoTokenizer``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -197,7 +254,7 @@ class HFModel(EvalModel):
             dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(device)
         return cls(model, AutoTokenizer.from_pretrained(name_or_path),
-                   Path(str(name_or_path)).name)
+                   Path(str(name_or_path)).name, chat)
 
     @torch.inference_mode()
     def generate_ids(self, prompts, sampling, max_new_tokens, stop, seed):
@@ -233,7 +290,7 @@ class VLLMModel(EvalModel):
     """vLLM behind the same interface (needs ``vllm`` and a GPU); the whole task list goes to
     the engine at once, which batches by itself."""
 
-    def __init__(self, name_or_path, **engine_kwargs):
+    def __init__(self, name_or_path, chat: bool = False, **engine_kwargs):
         try:
             from vllm import LLM
         except ImportError as e:
@@ -242,7 +299,7 @@ class VLLMModel(EvalModel):
             raise RuntimeError("VLLMModel needs a CUDA GPU")
         self.llm = LLM(model=str(name_or_path), **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self.name = Path(str(name_or_path)).name
+        self.name, self.chat = Path(str(name_or_path)).name, chat
 
     def complete(self, tasks, sampling=None, stop=(), max_new_tokens=None, progress=None):
         """``sampling.n`` completions per task from vLLM (stop strings handled by vLLM and
@@ -250,17 +307,24 @@ class VLLMModel(EvalModel):
         from vllm import SamplingParams
 
         sampling = sampling or SamplingConfig()
-        params = SamplingParams(
-            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-            max_tokens=max_new_tokens or sampling.max_new_tokens, seed=sampling.seed,
-            stop=[s for s in stop if s] or None, stop_token_ids=self.stop_token_ids(),
-            skip_special_tokens=True,
-        )
-        prompts = [{"prompt_token_ids": self.prompt_ids(t)} for t in tasks]
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        out: list[list[str]] = [[] for _ in tasks]
+        for chat in (False, True):
+            idx = [i for i, t in enumerate(tasks) if self.uses_chat(t) == chat]
+            if not idx:
+                continue
+            params = SamplingParams(
+                n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                max_tokens=max_new_tokens or sampling.max_new_tokens, seed=sampling.seed,
+                stop=None if chat else ([s for s in stop if s] or None),
+                stop_token_ids=self.stop_token_ids(), skip_special_tokens=True,
+            )
+            prompts = [{"prompt_token_ids": self.input_ids(tasks[i])} for i in idx]
+            for i, r in zip(idx, self.llm.generate(prompts, params, use_tqdm=False)):
+                out[i] = [chat_completion(tasks[i], o.text) if chat
+                          else truncate_at_stop(o.text, stop) for o in r.outputs]
         if progress is not None:
             progress.update(len(tasks))
-        return [[truncate_at_stop(o.text, stop) for o in r.outputs] for r in outs]
+        return out
 
 
 class ReferenceModel(EvalModel):
@@ -293,12 +357,14 @@ def vllm_available() -> bool:
     return True
 
 
-def load_eval_model(spec, backend: str = "auto", tokenizer=None, name: str | None = None):
+def load_eval_model(spec, backend: str = "auto", tokenizer=None, name: str | None = None,
+                    chat: bool = False):
     """An :class:`EvalModel` for ``spec``: an :class:`EvalModel` (returned as is), a
     :class:`~qcoder_lib.model.QwenForCausalLM` (with ``tokenizer``), a transformers model (with
     ``tokenizer``), or a folder / hub name. For names, ``backend`` is ``"course"`` (the course's
     model class; Qwen2 checkpoints only), ``"hf"`` (transformers), ``"vllm"``, or ``"auto"``:
-    vLLM when :func:`vllm_available`, else transformers."""
+    vLLM when :func:`vllm_available`, else transformers. ``chat=True``: an instruct model
+    (prompted with the chat template where a task has an instruction)."""
     if isinstance(spec, EvalModel):
         return spec
     if isinstance(spec, torch.nn.Module):
@@ -307,15 +373,15 @@ def load_eval_model(spec, backend: str = "auto", tokenizer=None, name: str | Non
         if tokenizer is None:
             raise ValueError("load_eval_model: an in-memory model needs its tokenizer")
         cls = CourseModel if isinstance(spec, QwenForCausalLM) else HFModel
-        return cls(spec, tokenizer, name or type(spec).__name__)
+        return cls(spec, tokenizer, name or type(spec).__name__, chat)
     if backend == "auto":
         backend = "vllm" if vllm_available() else "hf"
     if backend == "course":
-        m = CourseModel.from_folder(spec)
+        m = CourseModel.from_folder(spec, chat=chat)
     elif backend == "hf":
-        m = HFModel.from_pretrained(spec)
+        m = HFModel.from_pretrained(spec, chat=chat)
     elif backend == "vllm":
-        m = VLLMModel(spec)
+        m = VLLMModel(spec, chat=chat)
     else:
         raise ValueError(f"backend {backend!r}: choose 'auto', 'course', 'hf' or 'vllm'")
     if name:

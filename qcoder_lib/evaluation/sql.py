@@ -114,7 +114,10 @@ def sql_tasks(questions: list[dict] | None = None, db_path: str | Path | None = 
                       f"-- Question: {q['question']}\nSELECT")
             tasks.append(Task(q["task_id"], prompt, gold[len("SELECT"):] + ";",
                               check={"gold_rows": rows, "ordered": order_matters(gold),
-                                     "db_path": str(db_path)}))
+                                     "db_path": str(db_path)},
+                              instruction=f"{schema}\nAnswer the question with one SQLite query "
+                                          f"in a ```sql code block.\nQuestion: {q['question']}",
+                              chat_answer="sql"))
     finally:
         con.close()
     return tasks

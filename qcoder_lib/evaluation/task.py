@@ -15,7 +15,8 @@ class Task:
     prompt: str  # the text the model continues
     reference: str  # the known-good answer (canonical solution, expected output, gold SQL ...)
     check: dict = field(default_factory=dict)  # what the scorer needs (tests, entry point, ...)
-    chat: bool = False  # True: an instruct model should get ``prompt`` as a user message
+    instruction: str | None = None  # the user message for chat (instruct) models; None: none
+    chat_answer: str = "code"  # how a chat reply becomes a completion: "code", "sql" or "text"
     suffix: str | None = None  # fill-in-the-middle tasks: the code after the hole (PSM prompt)
 
 
