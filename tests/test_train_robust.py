@@ -11,6 +11,7 @@ import torch
 
 from qcoder_lib.train import (
     CheckpointError,
+    TrainingInterrupted,
     check_out_dir,
     list_checkpoints,
     load_checkpoint,
@@ -30,7 +31,10 @@ def test_sigterm_writes_a_checkpoint_and_resume_equals_a_straight_run(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)  # a real signal, as a scheduler would send
 
     cfg = cfg_for(tmp_path, "killed", eval_every=4)
-    stopped = train(tiny_model(), rows, cfg, eval_data=held, on_step=terminate)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 5: checkpoint-5 saved") as e:
+        train(tiny_model(), rows, cfg, eval_data=held, on_step=terminate)
+    stopped = e.value.result
+    assert e.value.signal == "SIGTERM" and isinstance(e.value, KeyboardInterrupt)
     assert stopped.stopped == "SIGTERM" and stopped.steps == 5 and stopped.final_dir is None
     assert [s for s, _ in list_checkpoints(cfg.out_dir)] == [3, 5]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back

@@ -25,6 +25,7 @@ from qcoder_lib.train.config import TrainConfig, lr_at
 from qcoder_lib.train.loop import (
     EvalResult,
     TrainResult,
+    TrainingInterrupted,
     check_out_dir,
     check_vocab,
     evaluate,
@@ -46,12 +47,12 @@ from qcoder_lib.train.progress import (
     peak_flops,
     token_byte_lengths,
 )
-from qcoder_lib.train.rows import Rows, ShardRows, TokenRows, as_rows
+from qcoder_lib.train.rows import Rows, ShardRows, TokenRows, as_rows, held_out_mask
 
 __all__ = [
     "CheckpointError", "EvalResult", "ProgressBar", "Rows", "ShardRows", "TokenRows",
-    "TrainConfig", "TrainResult", "as_rows", "bits_per_byte", "check_out_dir", "check_vocab",
-    "checkpoint_bytes", "evaluate", "format_mfu", "list_checkpoints", "load_checkpoint",
+    "TrainConfig", "TrainResult", "TrainingInterrupted", "as_rows", "bits_per_byte", "check_out_dir", "check_vocab",
+    "checkpoint_bytes", "evaluate", "format_mfu", "held_out_mask", "list_checkpoints", "load_checkpoint",
     "load_state", "lr_at", "make_optimizer", "mfu", "param_groups", "peak_flops", "rank_rows",
     "read_training_log", "reduce_for_logging", "rng_state", "rotate_checkpoints",
     "save_checkpoint", "save_final", "save_state", "set_rng_state", "token_byte_lengths",

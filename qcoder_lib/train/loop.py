@@ -16,7 +16,8 @@ steps), ``checkpoint-<step>/`` (see :mod:`.checkpoint`) and ``final/`` (an HF-fo
 losses as a run that was never interrupted (bit for bit in fp32 on CPU): the data order is a pure
 function of the seed and the row cursor, the schedule a pure function of the step, and the
 model, optimizer and RNG states are restored exactly. SIGTERM or SIGINT during training finishes
-the current step, writes a checkpoint and returns (``TrainResult.stopped`` names the signal).
+the current step, writes a checkpoint and raises :class:`TrainingInterrupted` (which carries the
+run's result so far).
 
 Distributed strategies plug in through four small functions (:func:`wrap_model`,
 :func:`rank_rows`, :func:`reduce_for_logging`, :func:`save_state` / :func:`load_state`); with
@@ -150,6 +151,19 @@ class TrainResult:
     def metrics_path(self) -> Path:
         """The run's ``metrics.jsonl``."""
         return self.out_dir / "metrics.jsonl"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT stopped :func:`train` after it wrote a checkpoint. ``signal`` names the
+    signal, ``result`` is the run's :class:`TrainResult` so far (``resume=True`` continues it).
+    A ``KeyboardInterrupt``, so a script stops (the command line turns it into exit status 143
+    or 130) and a notebook cell ends, instead of carrying on as if training had finished."""
+
+    def __init__(self, signal_name: str, result: TrainResult):
+        self.signal = signal_name
+        self.result = result
+        super().__init__(f"{signal_name} at step {result.steps}: checkpoint-{result.steps} "
+                         f"saved in {result.out_dir}; train(..., resume=True) continues")
 
 
 @dataclass
@@ -307,7 +321,7 @@ def train(
     afresh when there is none); ``resume=False`` refuses an ``out_dir`` that already holds
     checkpoints or metrics (``FileExistsError`` naming it) rather than mixing two runs.
     ``on_step(record)`` is called after every step with that step's metrics record (raise from
-    it to stop the run). Before the first step the data's ids are checked against the model's
+    it to stop the run). SIGTERM/SIGINT: see :class:`TrainingInterrupted`. Before the first step the data's ids are checked against the model's
     vocabulary and ``out_dir`` for being writable with room for a checkpoint.
     """
     if not isinstance(config, TrainConfig):
@@ -454,7 +468,7 @@ def train(
         losses_all = [r["loss"] for r in read_training_log(metrics_path)]
     else:
         losses_all = losses
-    return TrainResult(
+    result = TrainResult(
         steps=step, losses=losses, final_loss=losses_all[-1] if losses_all else float("nan"),
         eval_loss=last_eval.loss if last_eval else None,
         eval_bpb=last_eval.bits_per_byte if last_eval else None, tokens=tokens,
@@ -462,8 +476,11 @@ def train(
         final_dir=final, stopped=stopped,
         checkpoints=[p for _, p in list_checkpoints(out)],
     )
+    if stopped:
+        raise TrainingInterrupted(stopped, result)
+    return result
 
 
-__all__ = ["CheckpointError", "EvalResult", "TrainResult", "check_out_dir", "check_vocab",
+__all__ = ["CheckpointError", "EvalResult", "TrainResult", "TrainingInterrupted", "check_out_dir", "check_vocab",
            "evaluate", "load_state", "make_optimizer", "param_groups", "rank_rows",
            "read_training_log", "reduce_for_logging", "save_state", "train", "wrap_model"]

@@ -53,17 +53,22 @@ def _stop_ids(tokenizer) -> list[int]:
 
 
 def infill_exact_match(model, tokenizer, tasks: list[InfillTask], max_new_tokens: int = 32,
-                       batch_size: int = 16) -> tuple[float, list[str]]:
-    """``(share of exact matches, answers)``: greedy PSM infilling of each task; the answer is
-    cut at its first newline and compared with the hidden line, both stripped."""
+                       batch_size: int = 16, prompt: str = "psm") -> tuple[float, list[str]]:
+    """``(share of exact matches, answers)``: greedy infilling of each task; the answer is cut
+    at its first newline and compared with the hidden line, both stripped. ``prompt``: "psm"
+    (prefix and suffix, Qwen's FIM prompt) or "prefix" (the prefix alone: all a left-to-right
+    model can use)."""
     from qcoder_lib.fim import fim_prompt_ids
-    from qcoder_lib.tokenizer import decode
+    from qcoder_lib.tokenizer import decode, encode_data
 
+    if prompt not in ("psm", "prefix"):
+        raise ValueError(f"infill_exact_match: prompt={prompt!r} is not 'psm' or 'prefix'")
     model.eval()
     answers = []
     for s in range(0, len(tasks), batch_size):
         chunk = tasks[s:s + batch_size]
-        prompts = [fim_prompt_ids(tokenizer, t.prefix, t.suffix) for t in chunk]
+        prompts = [fim_prompt_ids(tokenizer, t.prefix, t.suffix) if prompt == "psm"
+                   else encode_data(tokenizer, t.prefix) for t in chunk]
         outs = model.generate(prompts, max_new_tokens, stop_token_ids=_stop_ids(tokenizer))
         answers += [decode(tokenizer, o).split("\n")[0] for o in outs]
     hits = sum(a.strip() == t.middle.strip() for a, t in zip(answers, tasks))

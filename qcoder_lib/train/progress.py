@@ -78,7 +78,7 @@ class ProgressBar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, mininterval=1.0)  # redraw at most once a second
 
     def update(self, loss: float, tokens_per_s: float, mfu_value: float | None,
                eval_loss: float | None = None) -> None:

@@ -50,8 +50,8 @@ class PretrainPreset:
 
 
 PRETRAIN_PRESETS = {
-    "smoke": PretrainPreset(seq_len=128, batch_size=16, steps=200, lr=3e-3, eval_every=25,
-                            eval_rows=32, checkpoint_every=100),
+    "smoke": PretrainPreset(seq_len=128, batch_size=16, steps=150, lr=3e-3, eval_every=25,
+                            eval_rows=32, checkpoint_every=75),
     "cpu": PretrainPreset(model={"num_hidden_layers": 4}, seq_len=256, batch_size=16,
                           steps=600, lr=2e-3, warmup_steps=30, eval_every=100, eval_rows=64,
                           checkpoint_every=200),

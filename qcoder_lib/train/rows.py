@@ -190,16 +190,25 @@ class ShardRows(Rows):
         if not 0 < held_out < 1 or n < 2:
             raise ValueError(f"split: need 0 < held_out < 1 and 2+ documents (held_out="
                              f"{held_out}, {n} documents in {self.folder.name})")
-        rng = np.random.default_rng(seed)
-        out = rng.random(n) < held_out
-        if not out.any():
-            out[rng.integers(n)] = True
-        if out.all():
-            out[rng.integers(n)] = False
+        out = held_out_mask(n, held_out, seed)
         keep = [d for d, o in zip(self.documents, out) if not o]
         held = [d for d, o in zip(self.documents, out) if o]
         return (ShardRows(self.folder, self._T, keep, f"{self.source}[train]"),
                 ShardRows(self.folder, self._T, held, f"{self.source}[held-out]"))
+
+
+def held_out_mask(n: int, held_out: float, seed: int = 0) -> np.ndarray:
+    """``(n,)`` bool: which of ``n`` documents :meth:`ShardRows.split` sets aside (a pure
+    function of ``n``, ``held_out`` and ``seed``, so two corpora with the same documents in the
+    same order, e.g. before and after the FIM stage, split the same way). At least one document
+    on each side."""
+    rng = np.random.default_rng(seed)
+    out = rng.random(n) < held_out
+    if not out.any():
+        out[rng.integers(n)] = True
+    if out.all():
+        out[rng.integers(n)] = False
+    return out
 
 
 def as_rows(data, seq_len: int) -> Rows:
