@@ -4,6 +4,7 @@ plausible wrong answers with the hint that names the mistake."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -26,17 +27,17 @@ def test_check_pair_counts():
     def counts(words):
         c = {}
         for sym, f in words.items():
-            for p in zip(sym, sym[1:]):
+            for p in itertools.pairwise(sym):
                 c[p] = c.get(p, 0) + f
         return c
 
-    assert ex.check_pair_counts(counts)
+    ex.check_pair_counts(counts)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_pair_counts, lambda w: counts(dict.fromkeys(w, 1)), "frequency")
 
     def once_per_word(words):  # a set of pairs per word: "a a a" holds (a, a) once
         c = {}
         for sym, f in words.items():
-            for p in set(zip(sym, sym[1:])):
+            for p in set(itertools.pairwise(sym)):
                 c[p] = c.get(p, 0) + f
         return c
 
@@ -55,7 +56,7 @@ def test_check_bpe_merge():
                 i += 1
         return out
 
-    assert ex.check_bpe_merge(merge)
+    ex.check_bpe_merge(merge)  # raises ExerciseFailed on a wrong answer
 
     def overlapping(s, pair):  # merges a a a into aa aa
         out, i = [], 0
@@ -80,7 +81,7 @@ def test_check_bpe_merge():
 
 
 def test_check_rms_norm():
-    assert ex.check_rms_norm(lambda x, w, eps: w * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))
+    ex.check_rms_norm(lambda x, w, eps: w * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps))  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_rms_norm, lambda x, w, eps: w * x / torch.sqrt((x * x).mean(-1, keepdim=True)), "eps")
     _rejects(ex.check_rms_norm, lambda x, w, eps: x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps), "weight")
     _rejects(ex.check_rms_norm, lambda x, w, eps: torch.nn.functional.layer_norm(x, x.shape[-1:], w, eps=eps),
@@ -93,7 +94,7 @@ def test_check_rotate_half():
         d = x.shape[-1] // 2
         return torch.cat([-x[..., d:], x[..., :d]], dim=-1)
 
-    assert ex.check_rotate_half(rot)
+    ex.check_rotate_half(rot)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_rotate_half, lambda x: -rot(x), "minus sign")
     _rejects(ex.check_rotate_half, lambda x: torch.stack([-x[..., 1::2], x[..., 0::2]], -1).flatten(-2),
              "interleaved")
@@ -104,7 +105,7 @@ def test_check_repeat_kv():
         B, H, T, D = k.shape
         return k[:, :, None].expand(B, H, n, T, D).reshape(B, H * n, T, D)
 
-    assert ex.check_repeat_kv(rep)
+    ex.check_repeat_kv(rep)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_repeat_kv, lambda k, n: torch.cat([k] * n, dim=1), "tiled")
     _rejects(ex.check_repeat_kv, lambda k, n: k, "shape")
 
@@ -129,7 +130,7 @@ def test_check_vector_add():
         add_kernel[(grid_fn(x.numel(), 256),)](x, y, out, x.numel(), BLOCK=256, MASKED=masked)
         return out
 
-    assert ex.check_vector_add(add)
+    ex.check_vector_add(add)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_vector_add, lambda x, y: add(x, y, grid_fn=lambda n, b: n // b), "length 1000", "cdiv")
     _rejects(ex.check_vector_add, lambda x, y: (x + y)[:-1], "shape")
 
@@ -139,7 +140,7 @@ def test_check_online_softmax_merge():
         m = max(float(m_a), float(m_b))
         return m, float(l_a) * math.exp(float(m_a) - m) + float(l_b) * math.exp(float(m_b) - m)
 
-    assert ex.check_online_softmax_merge(merge)
+    ex.check_online_softmax_merge(merge)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_online_softmax_merge, lambda ma, la, mb, lb: (max(ma, mb), la + lb), "rescaling")
     _rejects(ex.check_online_softmax_merge,
              lambda ma, la, mb, lb: (max(ma, mb), la * math.exp(max(ma, mb) - ma) + lb * math.exp(max(ma, mb) - mb)),
@@ -147,7 +148,7 @@ def test_check_online_softmax_merge():
 
 
 def test_check_lsh_probability():
-    assert ex.check_lsh_probability(lambda s, b, r: 1 - (1 - s**r) ** b)
+    ex.check_lsh_probability(lambda s, b, r: 1 - (1 - s**r) ** b)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_lsh_probability, lambda s, b, r: 1 - (1 - s**b) ** r, "swapped")
     _rejects(ex.check_lsh_probability, lambda s, b, r: s ** (r * b), "ALL bands")
     _rejects(ex.check_lsh_probability, lambda s, b, r: s**r, "ONE band")
@@ -174,7 +175,7 @@ def test_check_word_ngrams():
         w = re.findall(r"\w+", text.lower())
         return [" ".join(w[i:i + n]) for i in range(len(w) - n + 1)]
 
-    assert ex.check_word_ngrams(grams)
+    ex.check_word_ngrams(grams)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_word_ngrams, lambda t, n: grams(t, n)[:-1], "last window")
     _rejects(ex.check_word_ngrams,
              lambda t, n: [" ".join(t.split()[i:i + n]) for i in range(len(t.split()) - n + 1)], "split")
@@ -190,16 +191,16 @@ def test_check_psm_ids(tok):
     from qcoder_lib.tokenizer import encode_data, special_id
 
     def psm(t, pre, mid, suf):
-        s = lambda name: special_id(t, name)  # noqa: E731
+        s = lambda name: special_id(t, name)
         return ([s("<|fim_prefix|>")] + encode_data(t, pre) + [s("<|fim_suffix|>")] + encode_data(t, suf)
                 + [s("<|fim_middle|>")] + encode_data(t, mid) + [s("<|endoftext|>")])
 
-    assert ex.check_psm_ids(psm, tok)
+    ex.check_psm_ids(psm, tok)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_psm_ids, lambda t, p, m, s: psm(t, p, m, s)[:-1], "<|endoftext|>", tokenizer=tok)
     _rejects(ex.check_psm_ids, lambda t, p, m, s: psm(t, p, s, m), "middle comes last", tokenizer=tok)
 
     def injected(t, p, m, s):
-        e = lambda x: t.encode(x, add_special_tokens=False)  # noqa: E731
+        e = lambda x: t.encode(x, add_special_tokens=False)
         ids = psm(t, "", "", "")
         return [ids[0], *e(p), ids[1], *e(s), ids[2], *e(m), ids[3]]
 
@@ -214,7 +215,7 @@ def test_check_position_ids():
             p = 0 if t == eos else p + 1
         return np.array(out)
 
-    assert ex.check_position_ids(pos)
+    ex.check_position_ids(pos)  # raises ExerciseFailed on a wrong answer
 
     def at_eos(ids, eos):
         out, p = [], 0
@@ -234,7 +235,7 @@ def test_check_packed_targets():
         t[pos[:, 1:] == 0] = -100  # a document starts where the position restarts
         return t
 
-    assert ex.check_packed_targets(targets)
+    ex.check_packed_targets(targets)  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_packed_targets, lambda i, p: i[:, 1:], "no target is masked")
 
     def off_by_one(ids, pos):
@@ -247,7 +248,7 @@ def test_check_packed_targets():
 
 
 def test_check_pass_at_k():
-    assert ex.check_pass_at_k(lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k))
+    ex.check_pass_at_k(lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k))  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_pass_at_k, lambda n, c, k: c / n, "c / n")
     _rejects(ex.check_pass_at_k, lambda n, c, k: 1 - (1 - c / n) ** k, "replacement")
 

@@ -41,7 +41,7 @@ class ExerciseFailed(AssertionError):
     """A learner's answer disagrees with the reference; the message holds the hint."""
 
 
-def _same(a, b, atol: float) -> bool:
+def _same(a, b, atol: float) -> None:
     """Equal values: tensors within ``atol`` (and same shape), floats within ``atol``, else ==."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
@@ -68,7 +68,7 @@ def _shape(x):
 
 def _check(name: str, answer: Callable, cases: Sequence[tuple], reference: Callable,
            mistakes: Sequence[tuple[str, Callable]] = (), atol: float = 1e-5,
-           describe: Callable[[tuple], str] = lambda args: "") -> bool:
+           describe: Callable[[tuple], str] = lambda args: "") -> None:
     """Run ``answer(*args)`` for each case against ``reference(*args)``; print PASS or FAIL.
 
     ``mistakes`` are ``(hint, wrong_function)`` pairs: when the answer equals a wrong function's
@@ -103,7 +103,6 @@ def _check(name: str, answer: Callable, cases: Sequence[tuple], reference: Calla
                         f"expected {_shape(expected)}")
         _fail(name, f"{where}: got {_short(got)}, expected {_short(expected)}")
     print(f"PASS {name}: {len(cases)} cases agree with the reference")
-    return True
 
 
 def _short(x, limit: int = 160) -> str:
@@ -141,7 +140,7 @@ def _merge_ref(symbols: Sequence[str], pair: tuple[str, str]) -> list[str]:
     return out
 
 
-def check_pair_counts(count_pairs: Callable) -> bool:
+def check_pair_counts(count_pairs: Callable) -> None:
     """``count_pairs(words) -> {(a, b): count}``: ``words`` maps a tuple of symbols to how often
     that word occurs; each neighbouring pair counts once per occurrence of the word."""
     cases = [({("l", "o", "w"): 5, ("l", "o", "w", "e", "r"): 2, ("n", "e", "w"): 6},),
@@ -157,14 +156,14 @@ def check_pair_counts(count_pairs: Callable) -> bool:
                 c[p] += f
         return c
 
-    return _check("pair counts", lambda w: dict(count_pairs(w)), cases,
+    _check("pair counts", lambda w: dict(count_pairs(w)), cases,
                   lambda w: dict(_pair_counts_ref(w)),
                   [("each word counted once: multiply by its frequency", lambda w: dict(unweighted(w))),
                    ("a pair that occurs twice in one word (a a a) must count twice",
                     lambda w: dict(unique_per_word(w)))])
 
 
-def check_bpe_merge(merge: Callable) -> bool:
+def check_bpe_merge(merge: Callable) -> None:
     """``merge(symbols, pair) -> new symbols``: every occurrence of ``pair`` becomes one symbol,
     scanning left to right so that ``a a a`` merged on ``(a, a)`` gives ``aa a``."""
     cases = [(["l", "o", "w", "e", "r"], ("l", "o")), (["a", "a", "a"], ("a", "a")),
@@ -183,7 +182,7 @@ def check_bpe_merge(merge: Callable) -> bool:
     def drops_last(s, p):
         return _merge_ref(s[:-1], p)
 
-    return _check("BPE merge", lambda s, p: list(merge(list(s), p)), cases, _merge_ref,
+    _check("BPE merge", lambda s, p: list(merge(list(s), p)), cases, _merge_ref,
                   [("only the first occurrence was merged: keep scanning to the end", first_only),
                    ("overlapping pairs: after a merge, skip past both symbols (i += 2)", overlapping),
                    ("the last symbol went missing: the loop must also copy the final symbol",
@@ -191,7 +190,7 @@ def check_bpe_merge(merge: Callable) -> bool:
 
 
 # ---------------------------------------------------------------- 02: the model's pieces
-def check_rms_norm(rms_norm: Callable) -> bool:
+def check_rms_norm(rms_norm: Callable) -> None:
     """``rms_norm(x (..., d), weight (d,), eps) -> (..., d)``: against ``qcoder_lib.model.RMSNorm``."""
     from qcoder_lib.model import RMSNorm
 
@@ -204,7 +203,7 @@ def check_rms_norm(rms_norm: Callable) -> bool:
     g = torch.Generator().manual_seed(0)
     cases = [(torch.randn(2, 3, 8, generator=g), torch.rand(8, generator=g) + 0.5, 1e-6),
              (torch.randn(4, 16, generator=g) * 1e-3, torch.rand(16, generator=g) + 0.5, 1e-2)]
-    return _check("RMSNorm", rms_norm, cases, ref, [
+    _check("RMSNorm", rms_norm, cases, ref, [
         ("eps is missing (or outside the square root): rsqrt(mean(x^2) + eps)",
          lambda x, w, e: w * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True))),
         ("the weight is missing: multiply by weight at the end",
@@ -216,7 +215,7 @@ def check_rms_norm(rms_norm: Callable) -> bool:
     ])
 
 
-def check_rotate_half(rotate_half: Callable) -> bool:
+def check_rotate_half(rotate_half: Callable) -> None:
     """``rotate_half(x (..., D)) -> (..., D)``: ``[x1, x2] -> [-x2, x1]`` on halves."""
     from qcoder_lib.model import rotate_half as ref
 
@@ -226,7 +225,7 @@ def check_rotate_half(rotate_half: Callable) -> bool:
         a, b = x[..., 0::2], x[..., 1::2]
         return torch.stack((-b, a), dim=-1).flatten(-2)
 
-    return _check("rotate_half", rotate_half, cases, ref, [
+    _check("rotate_half", rotate_half, cases, ref, [
         ("the minus sign is on the wrong half: the result is [-x2, x1]",
          lambda x: torch.cat((x.chunk(2, -1)[1], -x.chunk(2, -1)[0]), -1)),
         ("the halves are swapped but nothing is negated: the result is [-x2, x1]",
@@ -236,13 +235,13 @@ def check_rotate_half(rotate_half: Callable) -> bool:
     ])
 
 
-def check_repeat_kv(repeat_kv: Callable) -> bool:
+def check_repeat_kv(repeat_kv: Callable) -> None:
     """``repeat_kv(k (B, Hkv, T, D), n_rep) -> (B, Hkv * n_rep, T, D)``: query head ``h`` reads KV
     head ``h // n_rep``, as ``repeat_interleave`` (transformers' ``repeat_kv``) lays them out."""
     g = torch.Generator().manual_seed(2)
     cases = [(torch.randn(1, 2, 3, 4, generator=g), 3), (torch.randn(2, 4, 5, 8, generator=g), 2),
              (torch.randn(1, 2, 2, 4, generator=g), 1)]
-    return _check("repeat_kv", repeat_kv, cases, lambda k, n: k.repeat_interleave(n, dim=1), [
+    _check("repeat_kv", repeat_kv, cases, lambda k, n: k.repeat_interleave(n, dim=1), [
         (("the KV heads were tiled (k.repeat): head order 0 1 0 1 instead of 0 0 1 1; use "
          "repeat_interleave (query head h reads KV head h // n_rep)"), lambda k, n: k.repeat(1, n, 1, 1)),
         ("repeated along the wrong dim: the heads are dim 1 of (B, H, T, D)",
@@ -251,7 +250,7 @@ def check_repeat_kv(repeat_kv: Callable) -> bool:
 
 
 # ---------------------------------------------------------------- 03: Triton and online softmax
-def check_vector_add(add: Callable) -> bool:
+def check_vector_add(add: Callable) -> None:
     """``add(x, y) -> x + y`` for 1-D float32 tensors of any length (a Triton kernel whose last
     block is masked): lengths that are not a multiple of the block size show a missing mask."""
     g = torch.Generator().manual_seed(3)
@@ -269,6 +268,10 @@ def check_vector_add(add: Callable) -> bool:
                 "exercise 'vector add' is still open: replace the `raise NotImplementedError` line "
                 "in the solution cell above with your code, run it, then run this cell") from None
         except Exception as e:  # noqa: BLE001 (the learner's kernel may raise anything)
+            if "NotImplementedError" in f"{type(e).__name__} {e}":  # the stub, wrapped by Triton
+                raise NotImplementedError(
+                    "exercise 'vector add' is still open: replace the `raise NotImplementedError` "
+                    "line in the kernel above with your code, run it, then run this cell") from None
             _fail("vector add", f"length {x.numel()}: your function raised {type(e).__name__}: {e} "
                                 "(a load or store past the end? mask it with offsets < n)")
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -280,10 +283,9 @@ def check_vector_add(add: Callable) -> bool:
                                 "instead of triton.cdiv(n, BLOCK) or the mask (offsets < n) is "
                                 "missing; otherwise check the offsets pid * BLOCK + tl.arange(0, BLOCK)")
     print(f"PASS vector add: {len(cases)} lengths, including ones that are not a multiple of the block")
-    return True
 
 
-def check_online_softmax_merge(merge: Callable) -> bool:
+def check_online_softmax_merge(merge: Callable) -> None:
     """``merge(m_a, l_a, m_b, l_b) -> (m, l)``: two blocks' running maxima ``m`` and sums
     ``l = sum(exp(s - m))`` combined into those of both blocks together (the rescaling step of
     FlashAttention's online softmax). Reference: ``torch.logsumexp`` over the scores themselves."""
@@ -301,7 +303,7 @@ def check_online_softmax_merge(merge: Callable) -> bool:
     def strip(fn):
         return lambda m_a, l_a, m_b, l_b, a, b: tuple(torch.as_tensor(v).double() for v in fn(m_a, l_a, m_b, l_b))
 
-    return _check("online softmax merge", strip(merge), cases, ref, [
+    _check("online softmax merge", strip(merge), cases, ref, [
         ("the sums were added without rescaling: multiply each l by exp(m_old - m_new)",
          lambda m_a, l_a, m_b, l_b, a, b: (torch.maximum(m_a, m_b).double(), (l_a + l_b).double())),
         ("the rescaling factor has its sign flipped: exp(m_old - m_new) is <= 1",
@@ -316,12 +318,12 @@ def _lsh_ref(s: float, bands: int, rows: int) -> float:
     return 1.0 - (1.0 - s**rows) ** bands
 
 
-def check_lsh_probability(p_candidate: Callable) -> bool:
+def check_lsh_probability(p_candidate: Callable) -> None:
     """``p_candidate(s, bands, rows) -> float``: MinHash LSH with ``bands`` bands of ``rows``
     rows makes a pair of Jaccard similarity ``s`` a candidate with probability
     ``1 - (1 - s**rows) ** bands``."""
     cases = [(0.8, 20, 5), (0.5, 16, 8), (0.3, 32, 4), (0.9, 9, 13)]
-    return _check("LSH candidate probability", lambda s, b, r: float(p_candidate(s, b, r)), cases,
+    _check("LSH candidate probability", lambda s, b, r: float(p_candidate(s, b, r)), cases,
                   _lsh_ref, [
                       ("bands and rows swapped: a band matches with s**rows, then 1 - (1 - .)**bands",
                        lambda s, b, r: _lsh_ref(s, r, b)),
@@ -332,7 +334,7 @@ def check_lsh_probability(p_candidate: Callable) -> bool:
                   ], atol=1e-9, describe=lambda a: f" (s={a[0]}, bands={a[1]}, rows={a[2]})")
 
 
-def check_word_ngrams(ngrams: Callable) -> bool:
+def check_word_ngrams(ngrams: Callable) -> None:
     """``ngrams(text, n) -> list of n-grams``: lower-cased ``\\w+`` words (``qcoder_lib.data.words``)
     joined by spaces, every window of ``n`` in order; against ``qcoder_lib.data.decontam.word_ngrams``."""
     from qcoder_lib.data.decontam import word_ngrams
@@ -340,7 +342,7 @@ def check_word_ngrams(ngrams: Callable) -> bool:
 
     cases = [("def add(a, b):\n    return a + b  # Sum", 3), ("One two three", 3), ("x = 1", 4),
              ("for i in range(n): total += i * i", 10)]
-    return _check("word n-grams", lambda t, n: list(ngrams(t, n)), cases,
+    _check("word n-grams", lambda t, n: list(ngrams(t, n)), cases,
                   lambda t, n: list(word_ngrams(t, n)), [
                       ("the last window is missing: range(len(words) - n + 1)",
                        lambda t, n: [" ".join(words(t)[i:i + n]) for i in range(len(words(t)) - n)]),
@@ -353,7 +355,7 @@ def check_word_ngrams(ngrams: Callable) -> bool:
 
 
 # ---------------------------------------------------------------- 05-06: FIM and packing
-def check_psm_ids(psm_ids: Callable, tokenizer) -> bool:
+def check_psm_ids(psm_ids: Callable, tokenizer) -> None:
     """``psm_ids(tokenizer, prefix, middle, suffix) -> ids``: one PSM sample,
     ``<|fim_prefix|> pre <|fim_suffix|> suf <|fim_middle|> mid <|endoftext|>``, special tokens by
     id and each text piece encoded as data; against ``qcoder_lib.fim.build_ids``."""
@@ -361,7 +363,7 @@ def check_psm_ids(psm_ids: Callable, tokenizer) -> bool:
 
     cases = [(tokenizer, "def area(r):\n    return ", "3.14159 * r * r", "\n\nprint(area(2))\n"),
              (tokenizer, "EOS = '", "<|endoftext|>", "'\n"), (tokenizer, "", "x = 1", "")]
-    return _check("PSM sample", lambda t, p, m, s: list(psm_ids(t, p, m, s)), cases,
+    _check("PSM sample", lambda t, p, m, s: list(psm_ids(t, p, m, s)), cases,
                   lambda t, p, m, s: build_ids(t, "psm", p, m, s), [
                       ("that is SPM order (suffix first); PSM is prefix, suffix, then middle",
                        lambda t, p, m, s: build_ids(t, "spm", p, m, s)),
@@ -389,7 +391,7 @@ def _psm_injected(t, p, m, s):
             *enc(m), sid("<|endoftext|>")]
 
 
-def check_position_ids(position_ids: Callable) -> bool:
+def check_position_ids(position_ids: Callable) -> None:
     """``position_ids(ids (T,), eos_id) -> (T,)``: positions that restart at 0 on the token AFTER
     each end-of-text (the eos belongs to the document it ends); against
     ``qcoder_lib.packed.position_ids_from_eos``."""
@@ -409,7 +411,7 @@ def check_position_ids(position_ids: Callable) -> bool:
             p += 1
         return out
 
-    return _check("packed position ids", lambda ids, e: [int(v) for v in position_ids(ids, e)], cases,
+    _check("packed position ids", lambda ids, e: [int(v) for v in position_ids(ids, e)], cases,
                   lambda ids, e: [int(v) for v in position_ids_from_eos(ids, e)], [
                       (("off by one: the restart is on the eos itself; it belongs to the document it "
                        "ends, the NEXT token starts at 0"), at_eos),
@@ -418,7 +420,7 @@ def check_position_ids(position_ids: Callable) -> bool:
                   ], describe=lambda a: f" (ids {a[0].tolist()}, eos {a[1]})")
 
 
-def check_packed_targets(targets: Callable) -> bool:
+def check_packed_targets(targets: Callable) -> None:
     """``targets(input_ids (B, T), position_ids (B, T)) -> (B, T-1)``: next-token targets with
     ``-100`` where the next token starts another document (notebook 06); against
     ``qcoder_lib.packed.next_token_targets``."""
@@ -433,7 +435,7 @@ def check_packed_targets(targets: Callable) -> bool:
         t[document_starts(p)[..., :-1]] = IGNORE_INDEX
         return t
 
-    return _check("packed-document targets", targets, cases, next_token_targets, [
+    _check("packed-document targets", targets, cases, next_token_targets, [
         (("no target is masked: the last token of a document must not learn to predict the next "
          "document's first token"), lambda i, p: i[..., 1:].clone()),
         (("off by one in the mask: mask target t when token t + 1 starts a document "
@@ -443,13 +445,13 @@ def check_packed_targets(targets: Callable) -> bool:
 
 
 # ---------------------------------------------------------------- 10: evaluation
-def check_pass_at_k(pass_at_k: Callable) -> bool:
+def check_pass_at_k(pass_at_k: Callable) -> None:
     """``pass_at_k(n, c, k) -> float``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)``;
     against ``qcoder_lib.evaluation.passk.pass_at_k``."""
     from qcoder_lib.evaluation.passk import pass_at_k as ref
 
     cases = [(10, 3, 1), (10, 3, 5), (20, 0, 5), (20, 18, 3), (200, 7, 100)]
-    return _check("pass@k", lambda n, c, k: float(pass_at_k(n, c, k)), cases, ref, [
+    _check("pass@k", lambda n, c, k: float(pass_at_k(n, c, k)), cases, ref, [
         ("that is c / n, the pass@1 estimate, whatever k", lambda n, c, k: c / n),
         (("1 - (1 - c/n)**k draws WITH replacement and is biased; draw k of the n samples without "
          "replacement: 1 - C(n-c, k) / C(n, k)"), lambda n, c, k: 1 - (1 - c / n) ** k),
