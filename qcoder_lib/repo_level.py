@@ -207,3 +207,94 @@ def repo_level_shards(dst, tokenizer, config: RepoLevelConfig | None = None, roo
     if bar is not None:
         bar.close()
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# Stage two: continued pretraining on repository samples
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RepoStagePreset:
+    """A profile's stage-two sizes (course choices: about a third of stage one's tokens, the same
+    tokens per step, a lower peak learning rate; the report gives ~300B after 5.2T tokens)."""
+
+    steps: int = 60  # optimizer steps
+    batch_size: int = 4  # rows of repo_seq_len tokens per step (stage one's tokens per step)
+    lr: float = 1e-3  # peak learning rate of the new warm-up + cosine schedule
+    warmup_steps: int = 6  # linear warm-up steps
+    max_repos: int = 48  # installed packages read as repositories
+    samples_per_repo: int = 2  # samples per repository (a new random target each)
+    max_files_per_repo: int = 24  # files read per repository
+
+
+REPO_STAGE_PRESETS = {
+    "smoke": RepoStagePreset(),
+    "cpu": RepoStagePreset(steps=200, batch_size=4, lr=7e-4, warmup_steps=20, max_repos=120,
+                           samples_per_repo=4, max_files_per_repo=64),
+    "gpu": RepoStagePreset(steps=2000, batch_size=8, lr=2e-4, warmup_steps=100, max_repos=400,
+                           samples_per_repo=32, max_files_per_repo=200),
+}
+
+
+def repo_stage_preset(profile: str | None = None) -> RepoStagePreset:
+    """The stage-two preset of ``profile`` (default: the current profile)."""
+    from qcoder_lib.runtime import get_profile
+
+    profile = profile or get_profile()
+    if profile not in REPO_STAGE_PRESETS:
+        raise ValueError(f"no stage-two preset for profile {profile!r}; one of "
+                         f"{', '.join(REPO_STAGE_PRESETS)}")
+    return REPO_STAGE_PRESETS[profile]
+
+
+def stage_two_model(model, seq_len: int, rope_theta: float = REPO_ROPE_THETA):
+    """A copy of ``model`` (a :class:`~qcoder_lib.model.QwenForCausalLM`) for stage two: the same
+    weights, the RoPE base raised to ``rope_theta`` and ``max_position_embeddings`` to
+    ``seq_len``. (RoPE has no weights: only the rotation frequencies change.)"""
+    from qcoder_lib.model import QwenForCausalLM
+
+    cfg = model.config.with_(rope_theta=float(rope_theta), max_position_embeddings=int(seq_len))
+    new = QwenForCausalLM(cfg).to(next(model.parameters()).device)
+    new.load_state_dict(model.state_dict())
+    return new
+
+
+@dataclass
+class RepoStageRun:
+    """What :func:`repo_stage` did."""
+
+    model: object  # the stage-two QwenForCausalLM (trained)
+    data: RepoLevelReport  # the repository samples written
+    rows: int  # training rows of seq_len tokens
+    result: object  # the TrainResult (metrics.jsonl, final/ in out/run)
+    seq_len: int  # stage-two row length
+    rope_theta: float  # stage-two RoPE base
+
+
+def repo_stage(model, tokenizer, out, *, roots=None, seq_len: int | None = None,
+               steps: int = 60, batch_size: int = 4, lr: float = 1e-3, warmup_steps: int = 6,
+               rope_theta: float = REPO_ROPE_THETA, data: RepoLevelConfig | None = None,
+               seed: int = 0, progress: bool = False) -> RepoStageRun:
+    """Stage two (repository-level pretraining) from a stage-one ``model``: repository samples of
+    ``roots`` at ``seq_len`` tokens (default :func:`repo_seq_len`) into ``out/repo-shards``,
+    then :func:`qcoder_lib.train.train` into ``out/run`` on :func:`stage_two_model`.
+
+    What is kept from stage one: the weights only. The AdamW moments, the learning-rate schedule
+    (a new warm-up to ``lr``, then cosine to ``lr / 10``) and the step counter start afresh, as
+    each stage of the report's recipe is its own run."""
+    from qcoder_lib.train import ShardRows, TrainConfig, train
+
+    seq_len = seq_len or repo_seq_len()
+    data = data or RepoLevelConfig(max_tokens=seq_len)
+    out = Path(out)
+    report = repo_level_shards(out / "repo-shards", tokenizer, data, roots, seed=seed,
+                               progress=progress)
+    rows = ShardRows(out / "repo-shards", seq_len)
+    stage2 = stage_two_model(model, seq_len, rope_theta)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
+                      min_lr=lr / 10, warmup_steps=min(warmup_steps, steps // 2),
+                      checkpoint_every=0, eval_every=0, seed=seed, progress=progress,
+                      out_dir=str(out / "run"))
+    result = train(stage2, rows, cfg, tokenizer=tokenizer)
+    return RepoStageRun(stage2, report, len(rows), result, seq_len, float(rope_theta))

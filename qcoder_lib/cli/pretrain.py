@@ -33,6 +33,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute each layer in the backward pass (less memory, ~30%% slower)")
     p.add_argument("--seed", type=int, default=0, help="data order, FIM draws and init")
+    # issue 15: stage two (repository level, long context)
+    p.add_argument("--stage", choices=("file", "repo"), default="file",
+                   help="file: stage one (file level, the profile's row length); repo: stage "
+                        "two, continue from --init on repository samples at 4x the row length "
+                        "with RoPE base 1,000,000 (weights kept; optimizer and schedule restart)")
+    p.add_argument("--init", default=None,
+                   help="--stage repo: the stage-one model folder (e.g. OUT/run/final)")
+    p.add_argument("--repos", nargs="*", default=None,
+                   help="--stage repo: folders or git checkouts to read as repositories "
+                        "(default: the installed packages)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
@@ -44,10 +54,19 @@ def run(args) -> int:
     from qcoder_lib.train.recipe import pretrain
 
     profile = args.profile or get_profile()
-    done = pretrain(profile, args.out, steps=args.steps, fim_rate=args.fim_rate,
-                    resume=args.resume, progress=not args.no_progress, seed=args.seed,
-                    dtype=args.dtype, grad_accum_steps=args.grad_accum, compile=args.compile,
-                    activation_checkpointing=args.activation_checkpointing)
+    if args.stage == "repo":  # issue 15
+        return _run_repo_stage(args, profile)
+    from qcoder_lib.train import TrainingInterrupted
+
+    try:
+        done = pretrain(profile, args.out, steps=args.steps, fim_rate=args.fim_rate,
+                        resume=args.resume, progress=not args.no_progress, seed=args.seed,
+                        dtype=args.dtype, grad_accum_steps=args.grad_accum, compile=args.compile,
+                        activation_checkpointing=args.activation_checkpointing)
+    except TrainingInterrupted as e:  # SIGTERM / Ctrl-C: a checkpoint was written
+        print(f"stopped by {e.signal} after step {e.result.steps}: checkpoint-{e.result.steps} "
+              "written; rerun with --resume to continue")
+        return 130 if e.signal == "SIGINT" else 143
     r = done.result
     fim = done.fim
     print(f"profile {profile}: {r.steps} steps, {r.tokens:,} tokens in {r.seconds:.0f} s")
@@ -58,8 +77,37 @@ def run(args) -> int:
     ev = "n/a" if r.eval_loss is None else f"{r.eval_loss:.3f} nats"
     bpb = "" if r.eval_bpb is None else f", {r.eval_bpb:.3f} bits/byte"
     print(f"loss {r.final_loss:.3f} (last step); held-out {ev}{bpb}")
-    if r.stopped:
-        print(f"stopped by {r.stopped}: checkpoint-{r.steps} written; rerun with --resume")
-        return 130 if r.stopped == "SIGINT" else 143
     print(f"model: {r.final_dir.relative_to(r.out_dir.parent.parent) if r.final_dir else '-'}")
+    return 0
+
+
+def _run_repo_stage(args, profile: str) -> int:
+    """``--stage repo``: stage two from ``--init`` (see :func:`qcoder_lib.repo_level.repo_stage`)."""
+    from pathlib import Path
+
+    from qcoder_lib.data.sources.repos import site_package_repos
+    from qcoder_lib.model.hf_interop import from_hf
+    from qcoder_lib.repo_level import RepoLevelConfig, repo_seq_len, repo_stage, repo_stage_preset
+    from qcoder_lib.tokenizer import course_tokenizer
+
+    if not args.init:
+        raise SystemExit("--stage repo needs --init: the stage-one model folder (OUT/run/final)")
+    preset = repo_stage_preset(profile)
+    seq_len = repo_seq_len(profile)
+    roots = args.repos or site_package_repos()
+    data = RepoLevelConfig(max_tokens=seq_len, max_repos=preset.max_repos,
+                           samples_per_repo=preset.samples_per_repo,
+                           max_files_per_repo=preset.max_files_per_repo)
+    model = from_hf(args.init)
+    done = repo_stage(model, course_tokenizer(profile), args.out, roots=roots, seq_len=seq_len,
+                      steps=args.steps or preset.steps, batch_size=preset.batch_size,
+                      lr=preset.lr, warmup_steps=preset.warmup_steps, data=data, seed=args.seed,
+                      progress=not args.no_progress)
+    r, d = done.result, done.data
+    print(f"profile {profile} stage two: {d.samples:,} repository samples from {d.repos} "
+          f"repositories ({d.tokens:,} tokens, longest {d.longest} <= {seq_len}); "
+          f"{done.rows:,} rows of {seq_len}")
+    print(f"RoPE base {done.rope_theta:,.0f}; {r.steps} steps, {r.tokens:,} tokens in "
+          f"{r.seconds:.0f} s; loss {r.final_loss:.3f} (last step)")
+    print(f"model: {Path(r.final_dir).name if r.final_dir else '-'} in {Path(args.out).name}/run")
     return 0
