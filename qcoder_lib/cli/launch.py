@@ -55,7 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="ddp: replicate, all-reduce gradients; fsdp2: shard weights, gradients "
                         "and optimizer state per decoder block")
     p.add_argument("--preset", default="smoke", help="model preset (smoke, cpu, gpu, 0.5B ...)")
-    p.add_argument("--vocab-size", type=int, default=256, help="embedding rows")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="embedding rows (default: 256 on synthetic data, else the preset's)")
     p.add_argument("--data", default=None,
                    help="token-shard folder (qcoder data); default: synthetic counting rows")
     p.add_argument("--steps", type=int, default=20, help="optimizer steps")
@@ -74,9 +75,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def script_args(args) -> list[str]:
     """The per-rank options (of :mod:`qcoder_lib.distributed.run`) from the parsed ``args``."""
     out = ["--out", args.out, "--strategy", args.strategy, "--preset", args.preset,
-           "--vocab-size", args.vocab_size, "--steps", args.steps, "--batch-size",
+           "--steps", args.steps, "--batch-size",
            args.batch_size, "--seq-len", args.seq_len, "--lr", args.lr,
            "--checkpoint-every", args.checkpoint_every, "--fail-at-step", args.fail_at_step]
+    if args.vocab_size:
+        out += ["--vocab-size", args.vocab_size]
     if args.data:
         out += ["--data", args.data]
     if args.resume:

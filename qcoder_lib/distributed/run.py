@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=STRATEGIES, default="ddp",
                    help="single: one process; ddp: replicate + all-reduce; fsdp2: shard")
     p.add_argument("--preset", default="smoke", help="model preset (smoke, cpu, gpu, 0.5B, ...)")
-    p.add_argument("--vocab-size", type=int, default=256, help="embedding rows (synthetic data)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="embedding rows (default: 256 on synthetic data, else the preset's: the "
+                        "course tokenizer's size)")
     p.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--data", default=None, help="token-shard folder; default: counting_rows")
     p.add_argument("--rows", type=int, default=64, help="synthetic rows (without --data)")
@@ -103,16 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     (out / "pids" / f"rank{info.rank}.pid").write_text(str(os.getpid()))
     try:
         overrides = {"num_hidden_layers": args.layers} if args.layers else {}
-        mcfg = QwenConfig.preset(args.preset, vocab_size=args.vocab_size, **overrides)
+        vocab = args.vocab_size or (None if args.data else 256)
+        mcfg = QwenConfig.preset(args.preset, vocab_size=vocab, **overrides)
         torch.manual_seed(args.seed)  # the same initial weights on every rank
         model = QwenForCausalLM(mcfg).to("cpu" if args.device == "cpu" else info.device)
         held_out = None
         if args.data:
             data = args.data
         else:
-            data = counting_rows(args.rows, args.seq_len, args.vocab_size, args.seed)
+            data = counting_rows(args.rows, args.seq_len, mcfg.vocab_size, args.seed)
             if args.eval_every:
-                held_out = counting_rows(16, args.seq_len, args.vocab_size, args.seed + 1)
+                held_out = counting_rows(16, args.seq_len, mcfg.vocab_size, args.seed + 1)
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                           grad_accum_steps=args.grad_accum, lr=args.lr, min_lr=args.lr / 10,
                           warmup_steps=args.warmup, checkpoint_every=args.checkpoint_every,
