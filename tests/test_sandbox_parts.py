@@ -222,3 +222,27 @@ def test_status_lines_are_json():
     except ValueError:
         text = status.error_text()
     assert text.startswith("ValueError: boom (at ") and "test_sandbox_parts.py:" in text
+
+
+def test_count_asserts_keeps_every_line_in_place():
+    from qcoder_lib.sandbox.counting import count_asserts, counter_name
+
+    name = counter_name()
+    assert name.isidentifier() and name != counter_name()
+    src = (
+        "def check(c):\r\n"
+        "    assert c(1) == 1, 'é'  # comment\r\n"
+        "    if 1: assert c(2) == 2; x = '\\f\u2028'\n"
+        "    assert (c(3)\n"
+        "            == 3)\n"
+        "assert True\n"
+    )
+    out = count_asserts(src, "C")
+    assert out.count("; C()") == 4
+    assert len(out.splitlines()) == len(src.splitlines())
+    calls = []
+    exec(compile(out, "tests.py", "exec"), {"C": lambda: calls.append(1)})  # noqa: S102
+    assert calls == [1]  # only the top-level assert ran (check was not called)
+    for line_in, line_out in zip(src.splitlines(), out.splitlines()):
+        assert line_out.replace("; C()", "") == line_in  # same text, same line numbers
+    assert count_asserts("def broken(:\n", "C") == "def broken(:\n"

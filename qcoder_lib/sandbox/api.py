@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from .counting import count_asserts, counter_name
 from .limits import Limits, resolve_limits
 from .parent import (
     HARNESS_NAME,
@@ -135,12 +136,13 @@ def check_program(
         raise ValueError(f"check_program: entry_point={entry_point!r} is not a Python name")
     lim = resolve_limits(limits, limit_overrides)
     token = secrets.token_hex(16).encode()
-    args = ["check", "solution.py", "tests.py"] + ([entry_point] if entry_point else [])
+    counter = counter_name()
+    args = ["check", "solution.py", "tests.py", counter] + ([entry_point] if entry_point else [])
     all_files = _files(files, ("solution.py", "tests.py", HARNESS_NAME))
     all_files.update(
         {
             "solution.py": encode_text(solution, "solution"),
-            "tests.py": encode_text(tests, "tests"),
+            "tests.py": encode_text(count_asserts(tests, counter), "tests"),
             HARNESS_NAME: HARNESS_SRC.encode(),
         }
     )

@@ -6,7 +6,8 @@ Usage inside the sandbox::
       NET   "net-ok" or "no-sockets" (the fallback when no network namespace was available:
             the socket constructors are replaced by ones that raise, a weak layer)
       MODE  "run FILE"                      run FILE as __main__ (exit status is the result)
-            "check SOLUTION TESTS [ENTRY]"  exec SOLUTION, then TESTS in the same namespace
+            "check SOLUTION TESTS COUNTER [ENTRY]"
+                                            exec SOLUTION, then TESTS in the same namespace
                                             (as ``__main__``, ``sys.argv == [TESTS]``), then
                                             call check(ENTRY) when ENTRY is given
 
@@ -16,7 +17,8 @@ fd 4 as ``exit CODE`` and the process exits 1, so it is never mistaken for succe
 ``check``: the harness proves completion to the parent: only after every test has run without
 raising does it read the per-run secret token from fd 3 (a pipe the parent filled and closed)
 and write it to fd 4, followed by the number of checks that completed: ``assert`` statements of
-the tests (each is followed by a counter call, added to the tests' syntax tree) and
+the tests (the parent put a call of the function named COUNTER after each, see
+``counting.py``) and
 ``unittest`` test cases that succeeded. A ``unittest`` failure or error anywhere fails the run;
 ``unittest.main()`` runs with ``exit=False``. Exit codes, printed text, ``os._exit(0)``,
 ``sys.exit(0)`` and ``atexit`` hooks carry no weight: the parent passes the run only if fd 4
@@ -58,19 +60,6 @@ def _run(path, write, exit_now):
             write(4, b"exit %d\n" % code)  # the OS would report 0: say what it really was
             sys.exit(1)
         raise
-
-
-def _instrument(tests, tests_path, counter):
-    """Compile the tests with ``counter()`` after every ``assert`` statement."""
-    import ast
-
-    class CountAsserts(ast.NodeTransformer):
-        def visit_Assert(self, node):
-            tick = ast.Expr(ast.Call(ast.Name(counter, ast.Load()), [], []))
-            return [node, ast.copy_location(tick, node)]
-
-    tree = CountAsserts().visit(ast.parse(tests, tests_path))
-    return compile(ast.fix_missing_locations(tree), tests_path, "exec")
 
 
 def _hook_unittest(counts):
@@ -124,13 +113,11 @@ def _main(argv):
         return
     if mode != "check":
         raise SystemExit(f"harness: unknown mode {mode!r}")
-    solution_path, tests_path = args[0], args[1]
-    entry = args[2] if len(args) > 2 else ""
-    import traceback
+    solution_path, tests_path, counter = args[0], args[1], args[2]
+    entry = args[3] if len(args) > 3 else ""
     import types
 
     counts = {"asserts": 0, "unittest": 0, "unittest_bad": 0}
-    counter = "_qcoder_check_" + os.urandom(8).hex()  # a name the solution cannot guess
 
     def tick():
         counts["asserts"] += 1
@@ -143,7 +130,7 @@ def _main(argv):
             solution = f.read()
         with open(tests_path, encoding="utf-8") as f:
             tests = f.read()
-        tests_code = _instrument(tests, tests_path, counter)
+        tests_code = compile(tests, tests_path, "exec")
         namespace["__name__"] = "solution"
         exec(compile(solution, solution_path, "exec"), namespace)  # noqa: S102
         settrace(None)
@@ -165,8 +152,10 @@ def _main(argv):
         if counts["unittest_bad"]:
             raise AssertionError(f"{counts['unittest_bad']} unittest case(s) failed")
     except BaseException:  # noqa: BLE001 - SystemExit from the solution is a failure too
-        traceback.print_exc()
         try:
+            import traceback  # only on this path: its import costs every run start-up time
+
+            traceback.print_exc()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
