@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 import pytest
 import torch
@@ -97,28 +98,30 @@ def test_launch_past_its_limit_kills_the_whole_job(tmp_path):
             os.killpg(pgid, 0)
 
 
-def _raise_recorded(error_file, monkeypatch):
+def _raise_recorded(error_file, monkeypatch, message="bad shard 7"):
     from torch.distributed.elastic.multiprocessing.errors import record
 
+    error_file.parent.mkdir(parents=True)
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
 
     @record
     def worker():
-        raise ValueError("bad shard 7")
+        raise ValueError(message)
 
     with pytest.raises(ValueError):
         worker()
+    time.sleep(0.02)  # distinct write times
 
 
 def test_failures_are_read_from_torch_error_files(tmp_path, monkeypatch):
-    first = tmp_path / "node1" / "run_x" / "attempt_0" / "0" / "error.json"
-    later = tmp_path / "node0" / "run_y" / "attempt_0" / "1" / "error.json"
-    for f in (first, later):
-        f.parent.mkdir(parents=True)
-    _raise_recorded(first, monkeypatch)
-    _raise_recorded(later, monkeypatch)
+    # a peer's "connection closed" written first is a consequence, listed after the real errors
+    _raise_recorded(tmp_path / "node0" / "run_z" / "attempt_0" / "0" / "error.json", monkeypatch,
+                    "Connection closed by peer [127.0.0.1]:1234")
+    _raise_recorded(tmp_path / "node1" / "run_x" / "attempt_0" / "0" / "error.json", monkeypatch)
+    _raise_recorded(tmp_path / "node0" / "run_y" / "attempt_0" / "1" / "error.json", monkeypatch)
     fails = collect_failures(tmp_path, nproc_per_node=2)
-    assert [f.rank for f in fails] == [2, 1] or [f.rank for f in fails] == [1, 2]
+    assert [f.rank for f in fails] == [2, 1, 0]
+    assert fails[-1].is_consequence and not fails[0].is_consequence
     two = next(f for f in fails if f.rank == 2)
     assert (two.node_rank, two.local_rank) == (1, 0) and "bad shard 7" in two.message
     assert "worker" in two.traceback and two.summary().startswith("rank 2 (node 1, local rank 0)")

@@ -9,8 +9,8 @@ wall-clock limit on top.
 
 Each worker's ``main`` is wrapped in torch's ``@record``, which writes the exception and its
 traceback to ``<log_dir>/.../attempt_<k>/<local_rank>/error.json``. :func:`collect_failures`
-reads those files back; the earliest is the *root cause* (the rank that failed first; the others
-usually failed because of it).
+reads those files back and puts the *root cause* first: a real error before the errors that only
+say a peer went away, then the earliest written.
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+# messages of a rank that failed only because a peer died first
+SECONDARY = re.compile(r"Connection (closed|reset) by peer|remote worker crash|"
+                       r"collective operation timeout|DistNetworkError|NCCL.*(timeout|remote)",
+                       re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,15 @@ class RankFailure:
     local_rank: int  # its index on that node
     message: str  # the exception, e.g. "InjectedFailure: rank 1 fails on purpose ..."
     traceback: str  # the Python traceback
-    timestamp: int  # when it failed (seconds since the epoch); the earliest is the root cause
+    timestamp: int  # when it failed (seconds since the epoch, as torch records it)
     error_file: str  # the error.json it was read from
+    written_ns: int = 0  # when error_file was written (ns; orders failures within a second)
+
+    @property
+    def is_consequence(self) -> bool:
+        """True when the error only says that a peer went away (gloo's "connection closed by
+        peer", an NCCL/collective timeout): the effect of another rank's failure."""
+        return bool(SECONDARY.search(self.message))
 
     def summary(self) -> str:
         """One line: rank, node, and the exception message."""
@@ -61,8 +73,10 @@ def collect_failures(log_dir, nproc_per_node: int) -> list[RankFailure]:
         found.append(RankFailure(
             rank=node * nproc_per_node + local_rank, node_rank=node, local_rank=local_rank,
             message=text, traceback=str(extra.get("py_callstack", "")),
-            timestamp=int(extra.get("timestamp", 0) or 0), error_file=str(path)))
-    return sorted(found, key=lambda f: (f.timestamp, f.rank))
+            timestamp=int(extra.get("timestamp", 0) or 0), error_file=str(path),
+            written_ns=path.stat().st_mtime_ns))
+    # root cause first: a real error before "my peer went away", then the earliest written
+    return sorted(found, key=lambda f: (f.is_consequence, f.timestamp, f.written_ns, f.rank))
 
 
 def format_failures(failures: list[RankFailure], traceback_lines: int = 12) -> str:
