@@ -65,6 +65,11 @@ def test_infill_tasks_hide_one_line_and_exact_match_scores_it(tok):
     assert em == 1.0 and [a.strip() for a in answers] == [t.middle.strip() for t in tasks]
     em, _ = infill_exact_match(StandIn(tok, lambda p: "pass"), tok, tasks)
     assert em == 0.0
+    seen = []  # the prefix-only prompt is the prefix's ids, no special token
+    infill_exact_match(StandIn(tok, lambda p: seen.append(p) or "x"), tok, tasks, prompt="prefix")
+    assert [decode(tok, p) for p in seen] == [t.prefix for t in tasks]
+    with pytest.raises(ValueError, match="prompt"):
+        infill_exact_match(StandIn(tok, str), tok, tasks, prompt="spm")
     assert infill_tasks(["one line only"], 3) == []
     assert isinstance(tasks[0], InfillTask)
 

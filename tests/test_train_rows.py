@@ -17,6 +17,7 @@ from qcoder_lib.train import (
     check_vocab,
     evaluate,
     format_mfu,
+    held_out_mask,
     mfu,
     peak_flops,
     token_byte_lengths,
@@ -79,6 +80,8 @@ def test_held_out_split_is_by_document(tmp_path):
     assert [key(d) for d in rows.split(0.2, seed=1)[1].documents] == [key(d) for d in held.documents]
     with pytest.raises(ValueError, match="held_out"):
         rows.split(1.0)
+    mask = held_out_mask(len(docs), 0.2, seed=1)  # the same documents, whatever the folder
+    assert [d.meta["doc"] for d in held.documents] == np.flatnonzero(mask).tolist()
 
 
 def test_token_ids_beyond_the_vocabulary_are_refused_once(tmp_path):
