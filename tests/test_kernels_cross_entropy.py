@@ -112,3 +112,41 @@ def test_default_chunk_rows_and_errors():
         linear_cross_entropy(h, w[:, :3], t)
     with pytest.raises(ValueError, match="reduction"):
         linear_cross_entropy(h, w, t, reduction="none")
+
+
+def _tiny_model(tie: bool, seed: int = 0):
+    from qcoder_lib.model import QwenConfig, QwenForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = QwenConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie,
+                     initializer_range=0.1)
+    return QwenForCausalLM(cfg)
+
+
+@pytest.mark.parametrize("tie, reduction", [(True, "mean"), (False, "sum")])
+def test_model_forward_with_targets_equals_logits_then_cross_entropy(tie, reduction):
+    """``model(ids, pos, targets=...)`` (chunked) vs ``F.cross_entropy(model(ids, pos))`` on packed
+    rows: the same loss and the same gradient on every parameter (fp32, 1e-5)."""
+    from qcoder_lib.packed import next_token_targets
+
+    model = _tiny_model(tie)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 97, (2, 19), generator=g)
+    pos = torch.tensor([list(range(7)) + list(range(12)), list(range(19))])  # two docs, one doc
+    tgt = next_token_targets(ids, pos)  # (2, 19)
+    ids, pos = ids[:, :-1].contiguous(), pos[:, :-1].contiguous()
+    tgt = tgt.contiguous()
+    assert tgt.shape == ids.shape
+
+    logits = model(ids, pos)
+    ref = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(), reduction=reduction)
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()))
+    ours = model(ids, pos, targets=tgt, loss_reduction=reduction)
+    assert ours.dim() == 0 and ours.dtype == torch.float32
+    grads = torch.autograd.grad(ours, list(model.parameters()))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    with pytest.raises(ValueError, match="targets has shape"):
+        model(ids, pos, targets=tgt[:, :-1])

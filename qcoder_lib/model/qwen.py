@@ -164,9 +164,19 @@ class Attention(nn.Module):
             if self.cfg.attn_implementation == "eager":
                 o = eager_attention(q, k, v, mask, self.scale)
             else:  # sdpa, and triton's fallback for a KV cache or a padding mask
+                gqa = Hq != Hkv
+                if gqa and mask is not None and q.is_cuda:
+                    # issue 13: on CUDA, enable_gqa with an attn_mask (packed documents, padding,
+                    # a cache) is taken only by the math kernel (it materialises the (T, S)
+                    # scores); K/V repeated here let the memory-efficient kernel run instead
+                    # (transformers' sdpa_attention does the same; `benchmarks/kernels.py`
+                    # prints the kernels each call really runs on the card).
+                    k = k.repeat_interleave(Hq // Hkv, dim=1)  # (B, Hq, S, D)
+                    v = v.repeat_interleave(Hq // Hkv, dim=1)
+                    gqa = False
                 o = F.scaled_dot_product_attention(
                     q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale,
-                    enable_gqa=Hq != Hkv,
+                    enable_gqa=gqa,
                 )
         o = o.transpose(1, 2).reshape(B, T, Hq * self.head_dim)  # (B, T, Hq*D)
         return self.o_proj(o)
@@ -253,14 +263,20 @@ class QwenForCausalLM(nn.Module):
             elif isinstance(m, RMSNorm):
                 m.weight.fill_(1.0)
 
-    def forward(self, input_ids, position_ids=None, attention_mask=None, cache=None):
-        """Logits ``(B, T, V)`` for ``input_ids (B, T)``.
+    def forward(self, input_ids, position_ids=None, attention_mask=None, cache=None,
+                targets=None, loss_reduction="mean"):
+        """Logits ``(B, T, V)`` for ``input_ids (B, T)``; with ``targets`` the loss instead.
 
         - ``position_ids (B, T)`` or ``(1, T)``: default ``past .. past+T-1``; packed rows
           restart them (the rule of :mod:`qcoder_lib.packed`; applied only without
           ``attention_mask`` and ``cache``).
         - ``attention_mask (B, past+T)``: 1 = real token, 0 = padding (left-padded batches).
         - ``cache``: a :class:`qcoder_lib.model.generation.KVCache`, filled in place.
+        - ``targets (B, T)`` (issue 13): next-token targets, already shifted, ``IGNORE_INDEX``
+          where none (:func:`qcoder_lib.packed.next_token_targets`); then the scalar fp32
+          cross-entropy (``loss_reduction`` ``"mean"`` over targets or ``"sum"``) is returned,
+          computed by chunks of rows (:func:`qcoder_lib.kernels.cross_entropy.
+          linear_cross_entropy`) so that the ``(B, T, V)`` logits never exist at once.
         """
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
@@ -289,6 +305,8 @@ class QwenForCausalLM(nn.Module):
             x = layer(x, cos, sin, mask, doc_ids, cache)
         if cache is not None:
             cache.advance(T)
+        if targets is not None:  # issue 13: the loss without the (B, T, V) logits
+            return _chunked_loss(self.model.norm(x), self.lm_head, targets, loss_reduction)
         return self.lm_head(self.model.norm(x))  # (B, T, V)
 
     def num_params(self) -> ParamCount:
@@ -307,6 +325,24 @@ class QwenForCausalLM(nn.Module):
         from qcoder_lib.model.generation import generate
 
         return generate(self, prompts, max_new_tokens, **kwargs)
+
+
+def _chunked_loss(h, lm_head, targets, reduction):  # h (B, T, d), targets (B, T)
+    """Cross-entropy of ``lm_head(h)`` against ``targets`` by chunks of rows (issue 13). The
+    chunked path lives in :mod:`qcoder_lib.kernels.cross_entropy` (pure PyTorch, but its package
+    imports Triton); without the ``kernels`` extra the plain logits path gives the same numbers."""
+    if targets.shape != h.shape[:2]:
+        raise ValueError(f"targets has shape {tuple(targets.shape)}, expected {tuple(h.shape[:2])}")
+    try:
+        from qcoder_lib.kernels.cross_entropy import linear_cross_entropy
+    except ImportError:  # no triton here
+        linear_cross_entropy = None
+    if linear_cross_entropy is None or type(lm_head) is not nn.Linear:
+        # all logits at once, same loss (a wrapped head, LoRA or quantised, is called as it is)
+        return F.cross_entropy(lm_head(h).flatten(0, 1).float(), targets.flatten(),
+                               ignore_index=packed.IGNORE_INDEX, reduction=reduction)
+    return linear_cross_entropy(h, lm_head.weight, targets, ignore_index=packed.IGNORE_INDEX,
+                                reduction=reduction)
 
 
 def _packed_document_ids(position_ids: torch.Tensor) -> torch.Tensor | None:
