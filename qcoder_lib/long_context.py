@@ -94,28 +94,38 @@ def needle_prompt(tokenizer, filler: list[int], length: int, rng: random.Random)
 
 
 @torch.no_grad()
-def needle_scores(model, prompts: list[NeedlePrompt]) -> dict:
+def needle_scores(model, prompts: list[NeedlePrompt], batch_size: int = 8) -> dict:
     """Teacher-forced scores of the answer tokens, with and without the definition:
     ``accuracy`` (share of answer tokens that are the argmax), ``completed`` (share of prompts
     with every answer token right, i.e. greedy decoding writes the name), ``logprob`` (mean
-    log-probability per answer token) and the same three for ``control_*``."""
+    log-probability per answer token), the same three for ``control_*``, and ``gain`` =
+    ``logprob - control_logprob`` (nats per name token the definition is worth). Prompts of one
+    length run ``batch_size`` at a time."""
     device = next(model.parameters()).device
     out = {}
     for key, field in (("", "ids"), ("control_", "control")):
         hits, lps, done = [], [], []
-        for p in prompts:
-            ids = torch.tensor([getattr(p, field)], device=device)  # (1, T)
-            logp = torch.log_softmax(model(ids)[0].float(), -1)  # (T, V)
-            pos = torch.arange(p.answer.start, p.answer.stop, device=device)
-            target = ids[0, pos]
-            pred = logp[pos - 1]  # the logits at t - 1 predict token t
-            ok = pred.argmax(-1) == target
-            hits.append(ok.float().mean().item())
-            done.append(float(ok.all().item()))
-            lps.append(pred.gather(-1, target[:, None]).mean().item())
+        for i in range(0, len(prompts), batch_size):
+            group = prompts[i : i + batch_size]
+            lengths = {len(getattr(p, field)) for p in group}
+            if len(lengths) > 1:  # a batch needs one length; score one by one otherwise
+                group_ids = [torch.tensor([getattr(p, field)], device=device) for p in group]
+                logits = [model(ids)[0] for ids in group_ids]
+            else:
+                ids = torch.tensor([getattr(p, field) for p in group], device=device)  # (B, T)
+                group_ids, logits = list(ids[:, None]), list(model(ids))  # (T, V) each
+            for p, ids, lg in zip(group, group_ids, logits):
+                pos = torch.arange(p.answer.start, p.answer.stop, device=device)
+                target = ids[0, pos]
+                pred = torch.log_softmax(lg[pos - 1].float(), -1)  # logits at t-1 predict t
+                ok = pred.argmax(-1) == target
+                hits.append(ok.float().mean().item())
+                done.append(float(ok.all().item()))
+                lps.append(pred.gather(-1, target[:, None]).mean().item())
         out[key + "accuracy"] = float(np.mean(hits))
         out[key + "completed"] = float(np.mean(done))
         out[key + "logprob"] = float(np.mean(lps))
+    out["gain"] = out["logprob"] - out["control_logprob"]
     return out
 
 

@@ -219,13 +219,13 @@ class RepoStagePreset:
     """A profile's stage-two sizes (course choices: about a third of stage one's tokens, the same
     tokens per step, a lower peak learning rate; the report gives ~300B after 5.2T tokens)."""
 
-    steps: int = 60  # optimizer steps
+    steps: int = 40  # optimizer steps
     batch_size: int = 4  # rows of repo_seq_len tokens per step (stage one's tokens per step)
     lr: float = 1e-3  # peak learning rate of the new warm-up + cosine schedule
-    warmup_steps: int = 6  # linear warm-up steps
-    max_repos: int = 48  # installed packages read as repositories
+    warmup_steps: int = 4  # linear warm-up steps
+    max_repos: int = 32  # installed packages read as repositories
     samples_per_repo: int = 2  # samples per repository (a new random target each)
-    max_files_per_repo: int = 24  # files read per repository
+    max_files_per_repo: int = 16  # files read per repository
 
 
 REPO_STAGE_PRESETS = {

@@ -90,7 +90,11 @@ def test_needle_scores_agree_with_greedy_generation(tok, model, filler):
     rng = random.Random(3)
     prompts = [needle_prompt(tok, filler[i * 100 :], 120, rng) for i in range(3)]
     # make the model right on the first prompt: greedy generation is the reference of "completed"
-    scores = needle_scores(model, prompts)
+    scores = needle_scores(model, prompts, batch_size=2)
+    one_by_one = needle_scores(model, prompts, batch_size=1)
+    assert scores.keys() == one_by_one.keys()
+    assert all(abs(scores[k] - one_by_one[k]) < 1e-4 for k in scores)  # batching changes nothing
+    assert scores["gain"] == pytest.approx(scores["logprob"] - scores["control_logprob"])
     for key in ("accuracy", "completed", "control_accuracy"):
         assert 0.0 <= scores[key] <= 1.0
     assert scores["logprob"] < 0
