@@ -58,7 +58,8 @@ def test_interpreter_choice_and_folders_to_cover():
     ]
     tmp, runtime, complete = interpreter.dirs_to_replace("/usr/bin/python3")
     assert "/tmp" in tmp and complete
-    assert all(not os.path.islink(d) for d in tmp + runtime)
+    assert all(not os.path.islink(d) for d in tmp + runtime)  # targets, not symlinks
+    assert len(set(tmp + runtime)) == len(tmp + runtime)  # /var/run -> /run: covered once
     tmp2, _, complete2 = interpreter.dirs_to_replace("/tmp/venv/bin/python")
     assert "/tmp" not in tmp2 and not complete2
 

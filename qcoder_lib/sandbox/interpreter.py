@@ -89,9 +89,9 @@ EMPTY_RUNTIME_DIRS = ("/run", "/var/run")
 
 
 def dirs_to_replace(interpreter: str) -> tuple[list[str], list[str], bool]:
-    """``(tmp_dirs, runtime_dirs, complete)``: the folders of :data:`PRIVATE_TMP_DIRS` (to become fresh
-    writable tmpfs) and :data:`EMPTY_RUNTIME_DIRS` (empty, read-only) that exist here as real
-    folders (a symlink such as ``/var/run -> /run`` is covered through its target) and do not
+    """``(tmp_dirs, runtime_dirs, complete)``: the folders of :data:`PRIVATE_TMP_DIRS` (to become
+    fresh writable tmpfs) and :data:`EMPTY_RUNTIME_DIRS` (empty, read-only) that exist here,
+    symlinks resolved (``/var/run -> /run`` is covered once, through its target), that do not
     hold the interpreter; ``complete`` is False (and so ``layers["private_tmp"]``) when one had
     to stay because the interpreter lives there."""
     keep = _interpreter_dirs(interpreter)
@@ -99,9 +99,10 @@ def dirs_to_replace(interpreter: str) -> tuple[list[str], list[str], bool]:
     complete = True
     for i, group in enumerate((PRIVATE_TMP_DIRS, EMPTY_RUNTIME_DIRS)):
         for d in group:
-            if os.path.islink(d) or not os.path.isdir(d):
+            d = os.path.realpath(d)
+            if not os.path.isdir(d) or d == "/" or d in chosen[0] + chosen[1]:
                 continue
-            if any(_inside(k, os.path.realpath(d)) for k in keep):
+            if any(_inside(k, d) for k in keep):
                 complete = False
                 continue
             chosen[i].append(d)
