@@ -134,3 +134,39 @@ def test_rows_must_match_seq_len(tmp_path):
     rows = packed_rows().subset(slice(0, 8))
     with pytest.raises(ValueError, match="seq_len=16"):
         train(tiny_model(), rows, cfg_for(tmp_path, seq_len=16))
+
+
+def test_single_strategy_hooks_and_checkpoint_helpers(tmp_path):
+    """The four strategy hooks are the plain single-process step; rng_state round-trips;
+    checkpoint_bytes covers a real checkpoint; rotate keeps the newest."""
+    import random
+
+    from qcoder_lib.train import (TrainConfig, checkpoint_bytes, load_state, make_optimizer,
+                                  rank_rows, reduce_for_logging, rng_state, rotate_checkpoints,
+                                  save_final, save_state, set_rng_state, wrap_model)
+
+    cfg = TrainConfig(progress=False)
+    model = tiny_model()
+    assert wrap_model(model, cfg) is model and reduce_for_logging(2.5, cfg) == 2.5
+    ids = torch.arange(6).view(2, 3)
+    assert all(a is ids for a in rank_rows(ids, ids, ids, cfg))
+    with pytest.raises(NotImplementedError, match="ddp"):
+        wrap_model(model, TrainConfig(strategy="ddp"))
+    state = rng_state()
+    a = (random.random(), torch.rand(3))
+    set_rng_state(state)
+    b = (random.random(), torch.rand(3))
+    assert a[0] == b[0] and torch.equal(a[1], b[1])
+    opt = make_optimizer(model, cfg)
+    model(torch.arange(8).view(1, 8)).float().pow(2).mean().backward()
+    opt.step()  # AdamW moments exist: the checkpoint is full size
+    for step in (1, 2, 3):
+        save_state(tmp_path / f"checkpoint-{step}", model, opt,
+                   {"step": step, "cursor": 4 * step, "tokens": 0})
+    rotate_checkpoints(tmp_path, 2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3]
+    size = sum(p.stat().st_size for p in (tmp_path / "checkpoint-3").iterdir())
+    assert size <= checkpoint_bytes(model) < 1.5 * size
+    assert load_state(tmp_path / "checkpoint-3", tiny_model(seed=5), opt)["cursor"] == 12
+    final = save_final(model, tmp_path / "final")
+    assert (final / "model.safetensors").is_file() and not list(tmp_path.glob("*.tmp-*"))
