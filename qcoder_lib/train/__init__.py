@@ -6,6 +6,7 @@
 - :mod:`.checkpoint`: atomic checkpoints (save, load, list, rotate) and the ``final/`` export;
 - :mod:`.progress`: tokens/s, MFU, bits per byte, the tqdm bar;
 - :mod:`.loop`: :func:`train` and :func:`evaluate`;
+- :mod:`.probes`: single-line infilling exact match and the share of completions that parse;
 - :mod:`.recipe`: the whole pretraining stage of a profile (corpus, FIM, model, train, export),
   as notebook 06 and ``qcoder pretrain`` run it.
 """
