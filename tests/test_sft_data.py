@@ -12,10 +12,12 @@ from qcoder_lib.data.decontam import EvalItem
 from qcoder_lib.sft.checks import (code_blocks, execution_check, parses, response_code,
                                    static_check)
 from qcoder_lib.sft.fim_instructions import HOLE, fim_instruction, fim_instructions, mix_fim
-from qcoder_lib.sft.instructions import PipelineConfig, build_instructions
+from qcoder_lib.sft.instructions import (PipelineConfig, PipelineReport, StageCount,
+                                         build_instructions)
 from qcoder_lib.sft.samples import CodeSnippet, InstructionPair, fenced
-from qcoder_lib.sft.scorer import HeuristicScorer, LLMJudgeScorer
-from qcoder_lib.sft.snippets import functions, seed_snippets, split_signature, stdlib_snippets
+from qcoder_lib.sft.scorer import HeuristicScorer, LLMJudgeScorer, Scorer
+from qcoder_lib.sft.snippets import (Function, functions, seed_snippets, split_signature,
+                                     stdlib_snippets)
 from qcoder_lib.sft.teacher import CodeDerivedTeacher, HFTeacher, OpenAITeacher, Teacher
 
 LANGS = ("python", "javascript", "java", "cpp", "go", "rust")
@@ -33,7 +35,7 @@ def test_seed_snippets_cover_six_languages_and_functions_split(seeds):
         if "parse error" in s.note or "missing" in s.note:
             assert fns == [], s.source  # a file that does not parse yields no function
             continue
-        assert len(fns) == 1 and fns[0].doc, s.source
+        assert len(fns) == 1 and isinstance(fns[0], Function) and fns[0].doc, s.source
         head, body = split_signature(fns[0].text, s.language)
         assert head + body == fns[0].text
         assert fns[0].name in head and fns[0].doc.split()[0] in fns[0].text
@@ -115,6 +117,9 @@ def test_scorers():
     assert HeuristicScorer().score(wrong_name) == pytest.approx(0.8)
     assert HeuristicScorer().score(InstructionPair("hi", "", "python", "explain", "t")) <= 0.4
     judge = LLMJudgeScorer(ScriptedTeacher(["Score: 7", "I cannot rate this"]))
+    assert isinstance(judge, Scorer) and isinstance(HeuristicScorer(), Scorer)
+    with pytest.raises(NotImplementedError):
+        Scorer().score(good)
     assert judge.score(good) == pytest.approx(0.7) and judge.score(good) == 0.0
     assert "double" in judge.teacher.seen[0][0]["content"]
 
@@ -174,6 +179,8 @@ def test_hf_teacher_generates_with_the_chat_template(hf_tiny_model):
 
 def test_pipeline_counts_and_drops_each_planted_case(seeds):
     pairs, report = build_instructions(seeds, config=PipelineConfig(timeout_s=20))
+    assert isinstance(report, PipelineReport)
+    assert all(isinstance(s, StageCount) for s in report.stages)
     rows = {r.stage: r for r in report.stages}
     assert list(rows) == ["synthesis", "static", "execution", "score", "dedup", "decontam"]
     for a, b in zip(report.stages, report.stages[1:]):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qcoder_lib.packed import IGNORE_INDEX
-from qcoder_lib.sft.dpo import (DPOConfig, PreferencePair, build_preference_pairs, dpo_loss,
+from qcoder_lib.sft.dpo import (DPOConfig, DPOResult, PreferencePair, build_preference_pairs, dpo_loss,
                                 encode_pair, eval_tasks, freeze, pair_tasks, pass_rate,
                                 sequence_logps, train_dpo)
 from qcoder_lib.sft.samples import InstructionPair
@@ -88,6 +88,7 @@ def test_preference_pairs_from_execution_and_frozen_reference(tok, tiny_qwen):
     res = train_dpo(model, reference, tok, pairs,
                     DPOConfig(steps=6, batch_size=2, lr=3e-3),
                     pad_id=special_id(tok, "<|endoftext|>"))
+    assert isinstance(res, DPOResult) and len(res.accuracies) == 6
     assert all(not p.requires_grad for p in reference.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, reference.parameters()))
     assert res.losses[0] == pytest.approx(math.log(2), abs=1e-4)  # policy starts at reference

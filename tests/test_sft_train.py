@@ -10,9 +10,10 @@ from qcoder_lib.packed import IGNORE_INDEX
 from qcoder_lib.sft.lora import (LoraSettings, add_lora, add_qlora, as_hf_model, load_4bit,
                                  merge_lora, parameter_counts, save_hf, weight_bytes)
 from qcoder_lib.sft.samples import InstructionPair
-from qcoder_lib.sft.trainer import (SFTConfig, encode_conversations, lr_factor, mean_loss,
-                                    model_logits, pack_examples, pad_batch, rejection_sample,
-                                    sft_loss, train_sft)
+from qcoder_lib.sft.sampling import answer_code, is_course_model, judge_answers, sample_answers
+from qcoder_lib.sft.trainer import (SFTConfig, SFTResult, encode_conversations, has_4bit_layers,
+                                    lr_factor, mean_loss, model_logits, pack_examples, pad_batch,
+                                    rejection_sample, sft_loss, train_sft)
 from qcoder_lib.tokenizer import course_tokenizer, special_id
 
 CONVS = [
@@ -74,7 +75,7 @@ def test_full_sft_reduces_loss_and_schedule(tok, examples, pad, tiny_qwen):
     cfg = SFTConfig(steps=12, batch_size=3, lr=3e-3, warmup_steps=2)
     res = train_sft(model, examples, cfg, pad_id=pad)
     after = mean_loss(model, examples, pad_id=pad)
-    assert res.steps == 12 and len(res.losses) == 12 and res.trained_tokens > 0
+    assert isinstance(res, SFTResult) and res.steps == 12 and len(res.losses) == 12 and res.trained_tokens > 0
     assert after < before - 0.5, (before, after)
     assert lr_factor(0, cfg) == 0.5 and lr_factor(1, cfg) == 1.0
     assert lr_factor(cfg.steps, cfg) == pytest.approx(cfg.min_lr_ratio)
@@ -124,6 +125,7 @@ def test_qlora_4bit_nf4_on_this_machine_reduces_loss(tok, examples, pad, hf_tiny
     assert isinstance(q.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
     assert q.model.layers[0].self_attn.q_proj.weight.quant_state.quant_type == "nf4"
     assert weight_bytes(q) < weight_bytes(base)
+    assert has_4bit_layers(q) and not has_4bit_layers(base)
     trainable, total = parameter_counts(qm)
     assert total == pytest.approx(parameter_counts(add_lora(copy.deepcopy(base)))[1], rel=0.01)
     before = mean_loss(qm, examples, pad_id=pad)
@@ -144,3 +146,19 @@ def test_rejection_sample_keeps_only_passing_answers(tok, tiny_qwen):
     assert len(out) == 1 + counts["passed"] and out[0] is plain  # a random model passes nothing
     with pytest.raises(ValueError, match="no examples"):
         train_sft(model, [], SFTConfig(steps=1))
+
+
+def test_sampling_same_greedy_answers_from_course_and_hf_models(tok, tiny_qwen):
+    model = _course_model(tok, tiny_qwen, seed=3)
+    hf = as_hf_model(model)
+    assert is_course_model(model) and not is_course_model(hf)
+    convs = [[{"role": "user", "content": "Write f."}], [{"role": "user", "content": "Hi"}]]
+    ours = sample_answers(model, tok, convs, 1, temperature=0.0, max_new_tokens=6)
+    theirs = sample_answers(hf, tok, convs, 1, temperature=0.0, max_new_tokens=6)
+    assert ours == theirs and len(ours) == 2 and len(ours[0]) == 1
+    assert sample_answers(model, tok, [], 2) == []
+    assert answer_code("Here:\n```python\nx = 1\n```\nDone") == "x = 1\n"
+    assert answer_code("x = 2") == "x = 2"
+    status = judge_answers([["```python\ndef g():\n    return 2\n```", "def g():\n    return 3"]],
+                           ["assert g() == 2\n"], timeout_s=20)
+    assert status == [["passed", "failed"]]

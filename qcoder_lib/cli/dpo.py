@@ -18,7 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "with the DPO loss against the frozen SFT model, and report the greedy pass "
                     "rate on the course's eval tasks before and after.")
     add_common_options(p, "run folder: final/ (HF format) and dpo.json go here")
-    p.add_argument("--sft", required=True, help="HF folder of the SFT model (`qcoder sft`'s final/)")
+    p.add_argument("--sft", required=True,
+                   help="HF folder of the SFT model (`qcoder sft`'s final/)")
     p.add_argument("--samples", type=int, default=None,
                    help="answers sampled per task (default: the profile's)")
     p.add_argument("--steps", type=int, default=None, help="DPO steps (default: the profile's)")

@@ -5,7 +5,10 @@ One concept per module:
 
 - :mod:`.samples`: :class:`CodeSnippet`, :class:`InstructionPair`.
 - :mod:`.snippets`: real code to start from (seed file in six languages, the Python stdlib).
-- :mod:`.teacher`: the :class:`Teacher` interface; offline code-derived, transformers, OpenAI-compatible.
+- :mod:`.teacher`: the :class:`Teacher` interface; offline code-derived, transformers,
+  OpenAI-compatible.
+- :mod:`.sampling`: answers sampled from a chat model and judged in the sandbox.
+- :mod:`.recipe`: the stages end to end (``qcoder sft`` / ``qcoder dpo``).
 - :mod:`.checks`: tree-sitter parse of every code block, sandbox execution of tests.
 - :mod:`.scorer`: the :class:`Scorer` interface; heuristic default, LLM judge.
 - :mod:`.instructions`: the pipeline with kept/dropped counts, dedup and decontamination.

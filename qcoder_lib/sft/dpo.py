@@ -7,7 +7,7 @@ combination up to ``max_pairs_per_task`` becomes a pair.
 
 Loss (Rafailov et al. 2023, eq. 7), for a prompt x, chosen y_w and rejected y_l::
 
-    L = -log sigmoid( beta * [ (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)) ] )
+    L = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))])
 
 where ``log pi(y|x)`` is the sum of the answer tokens' log-probabilities under the trained
 policy and ``ref`` the frozen SFT model. The implicit rewards are ``beta * (log pi - log ref)``.
@@ -93,13 +93,15 @@ def build_preference_pairs(model, tokenizer, tasks: list[dict], n_samples: int =
     """Preference pairs from execution. Each task is a dict with ``prompt`` (chat messages),
     ``tests`` (Python) and optionally ``prefix`` (code the answer continues, e.g. a signature)
     and ``task_id``, and ``reference`` (a known answer: it joins the sampled candidates and is
-    judged by the sandbox like them, so that a weak model still yields pairs). Returns ``(pairs, counts)`` with, per outcome, how many answers had it and
+    judged by the sandbox like them, so that a weak model still yields pairs). Returns
+    ``(pairs, counts)`` with, per outcome, how many answers had it and
     how many tasks gave no pair because every answer passed or every answer failed."""
     from qcoder_lib.sft.sampling import judge_answers, sample_answers
 
     answers = sample_answers(model, tokenizer, [t["prompt"] for t in tasks], n_samples,
                              temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    answers = [g + ([t["reference"]] if t.get("reference") else []) for t, g in zip(tasks, answers)]
+    answers = [g + ([t["reference"]] if t.get("reference") else [])
+               for t, g in zip(tasks, answers)]
     status = judge_answers(answers, [t["tests"] for t in tasks],
                            [t.get("prefix", "") for t in tasks], timeout_s=timeout_s)
     rng = random.Random(seed)

@@ -19,7 +19,7 @@ class CodeSnippet:
 
     language: str  # tree-sitter language: python, javascript, java, cpp, go, rust
     code: str  # the source text (one function with its doc comment, typically)
-    source: str  # where it came from, e.g. "data_samples/sft_seed_code.jsonl:3" or "stdlib:json/decoder.py"
+    source: str  # where it came from, e.g. "sft_seed_code.jsonl:3" or "stdlib:ast.py:parse"
     tests: str = ""  # Python assert statements that the code must pass ("" when none)
     note: str = ""  # free text (e.g. why a seed snippet was planted)
 
