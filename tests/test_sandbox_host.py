@@ -179,6 +179,26 @@ def test_host_unix_sockets_are_unreachable(host_mounts):
         c.close()
 
 
+def test_unix_sockets_of_its_own_when_the_filter_is_disabled(host_mounts):
+    """disable=["seccomp"] lifts only the socket block: the program may use a Unix socket of
+    its own, and the host's sockets stay out of reach behind the private /tmp."""
+    program = textwrap.dedent(f"""
+        import os, socket
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind("own.sock"); srv.listen(1)
+        c = socket.socket(socket.AF_UNIX); c.connect("own.sock"); print("own ok")
+        try:
+            socket.socket(socket.AF_UNIX).connect({host_mounts["tmp"] + "/daemon.sock"!r})
+            print("CONNECTED")
+        except OSError as e:
+            print("host refused", type(e).__name__)
+    """)
+    r = run_code(program, disable=["seccomp"])
+    assert r.passed, r.stderr[-500:]
+    assert r.layers["unix_sockets_blocked"] is False
+    assert r.stdout.split("\n")[:2] == ["own ok", "host refused FileNotFoundError"], r.stdout
+
+
 # --- item 3: an exception in the caller while it waits --------------------------------------
 
 def _processes_with(marker: str) -> list[int]:

@@ -187,6 +187,7 @@ def execute(
             "token_fd": token_r,
             "result_fd": result_w,
             "cgroup": "cgroup" not in disable,
+            "seccomp": "seccomp" not in disable and not network,
             # all processes of the run together: one program's worth, its workdir (with the
             # given files and stdin, copied into it), its private /tmp, and slack for the
             # sandbox's own two small processes

@@ -94,7 +94,7 @@ def _prepare_and_exec(cfg, status_fd, ready_r):
     except OSError:
         layers["no_new_privs"] = False
     layers["unix_sockets_blocked"] = False
-    if not cfg.get("network") and layers["no_new_privs"]:
+    if cfg.get("seccomp") and layers["no_new_privs"]:
         try:
             linux.block_unix_sockets()
             layers["unix_sockets_blocked"] = True

@@ -8,7 +8,9 @@ import signal
 
 STATUSES = ("passed", "failed", "no_tests", "timeout", "memory", "crashed", "killed")
 # Layers a caller may switch off (to see what each one stops, or on a host that misbehaves).
-OPTIONAL_LAYERS = ("net_ns", "pid_ns", "mount_ns", "cgroup", "unprivileged_user")
+# "seccomp" lifts only the Unix-socket block (e.g. for multiprocessing's Manager or forkserver,
+# which listen on a Unix socket); the private /tmp and /run still hide the host's sockets.
+OPTIONAL_LAYERS = ("net_ns", "pid_ns", "mount_ns", "cgroup", "unprivileged_user", "seccomp")
 _CRASH_SIGNALS = {
     signal.SIGSEGV,
     signal.SIGBUS,
