@@ -34,8 +34,13 @@ def main() -> None:
     """Run the candidates and print the table."""
     from qcoder_lib.tokenizer import course_tokenizer
     from qcoder_lib.train import ShardRows, train
-    from qcoder_lib.train.recipe import (PretrainPreset, course_corpus, course_model, fim_corpus,
-                                         pretrain_preset)
+    from qcoder_lib.train.recipe import (
+        PretrainPreset,
+        course_corpus,
+        course_model,
+        fim_corpus,
+        pretrain_preset,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from qcoder_lib.model import QwenConfig, QwenForCausalLM
-from qcoder_lib.packing import pack_sequences
 from qcoder_lib.packed import next_token_targets
+from qcoder_lib.packing import pack_sequences
 from qcoder_lib.train import (
     CheckpointError,
     ShardRows,

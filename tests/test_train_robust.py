@@ -94,7 +94,7 @@ def small_disk(tmp_path):
         d = tmp_path / "disk"
         d.mkdir()
         r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(d)],
-                           capture_output=True)
+                           capture_output=True, check=False)
         if r.returncode:
             pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()})")
         mounted.append(d)
@@ -141,9 +141,20 @@ def test_single_strategy_hooks_and_checkpoint_helpers(tmp_path):
     checkpoint_bytes covers a real checkpoint; rotate keeps the newest."""
     import random
 
-    from qcoder_lib.train import (TrainConfig, checkpoint_bytes, load_state, make_optimizer,
-                                  rank_rows, reduce_for_logging, rng_state, rotate_checkpoints,
-                                  save_final, save_state, set_rng_state, wrap_model)
+    from qcoder_lib.train import (
+        TrainConfig,
+        checkpoint_bytes,
+        load_state,
+        make_optimizer,
+        rank_rows,
+        reduce_for_logging,
+        rng_state,
+        rotate_checkpoints,
+        save_final,
+        save_state,
+        set_rng_state,
+        wrap_model,
+    )
 
     cfg = TrainConfig(progress=False)
     model = tiny_model()

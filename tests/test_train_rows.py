@@ -70,7 +70,7 @@ def test_held_out_split_is_by_document(tmp_path):
     docs = counting_docs(80)
     rows = ShardRows(write_shards(tmp_path / "s", docs), 32)
     train_rows, held = rows.split(0.2, seed=1)
-    key = lambda d: (d.shard, d.start)  # noqa: E731
+    key = lambda d: (d.shard, d.start)
     a, b = {key(d) for d in train_rows.documents}, {key(d) for d in held.documents}
     assert not a & b and len(a | b) == len(docs) and 5 <= len(b) <= 30
     # the held-out stream is exactly the held-out documents back to back

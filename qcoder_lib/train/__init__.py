@@ -25,8 +25,8 @@ from qcoder_lib.train.checkpoint import (
 from qcoder_lib.train.config import TrainConfig, lr_at
 from qcoder_lib.train.loop import (
     EvalResult,
-    TrainResult,
     TrainingInterrupted,
+    TrainResult,
     check_out_dir,
     check_vocab,
     evaluate,

@@ -26,13 +26,9 @@ Distributed strategies plug in through four small functions (:func:`wrap_model`,
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,40 +49,23 @@ from qcoder_lib.train.checkpoint import (
     save_final,
 )
 from qcoder_lib.train.config import TrainConfig, lr_at
-from qcoder_lib.train.progress import ProgressBar, bits_per_byte, mfu, peak_flops, token_byte_lengths
+from qcoder_lib.train.guards import (
+    _activation_checkpointing,
+    _stop_on_signals,
+    check_out_dir,
+    check_vocab,
+)
+from qcoder_lib.train.optimizer import make_optimizer, param_groups
+from qcoder_lib.train.progress import (
+    ProgressBar,
+    bits_per_byte,
+    mfu,
+    peak_flops,
+    token_byte_lengths,
+)
 from qcoder_lib.train.rows import Rows, as_rows
 
 RESUME_MUST_MATCH = ("batch_size", "seq_len", "seed")  # a resumed run must keep these
-
-
-# ----------------------------------------------------------------------------------------------
-# Optimizer
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on the weight matrices of linear layers only.
-
-    Not decayed: RMSNorm gains (they are scales around 1; decay would pull them toward 0 and
-    shrink the signal, not regularise), biases (offsets with few parameters that cannot
-    overfit), and the embedding (each row is updated only when its token occurs, but decay would
-    shrink every row at every step, so rare tokens would fade; a tied ``lm_head`` is the same
-    tensor). This is the GPT-2/nanoGPT convention; the Qwen report does not state its choice.
-    """
-    embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():  # de-duplicated: a tied lm_head appears once
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 and id(p) not in embed_ids else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`, with the config's betas, eps and weight decay."""
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=lr_at(0, cfg), betas=cfg.betas, eps=cfg.eps
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,76 +204,6 @@ def evaluate(model, rows: Rows, batch_size: int = 8, max_rows: int | None = None
     model.train(was)
     bpb = bits_per_byte(total, n_bytes) if token_bytes is not None else None
     return EvalResult(total / max(count, 1), bpb, count)
-
-
-# ----------------------------------------------------------------------------------------------
-# Checks before a run
-
-
-def check_vocab(rows: Rows, model, what: str = "training data") -> None:
-    """Raise ``ValueError`` when the data holds an id the model's embedding has no row for."""
-    vocab = model.get_input_embeddings().num_embeddings if hasattr(
-        model, "get_input_embeddings") else model.config.vocab_size
-    top = rows.max_token_id()
-    if top >= vocab:
-        raise ValueError(f"{what} ({rows.source}) holds token id {top} but the model's vocabulary "
-                         f"has {vocab} rows (ids 0..{vocab - 1}); build the data with the model's "
-                         "tokenizer or raise QwenConfig.vocab_size")
-
-
-def check_out_dir(out: Path, need_bytes: int) -> None:
-    """Raise ``OSError`` naming ``out`` when it cannot be created or written, or when its disk
-    has less free space than one checkpoint needs."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe{TMP_MARK}{id(out)}"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(e.errno, f"out_dir {out} is not writable ({e.strerror or e})") from e
-    free = shutil.disk_usage(out).free
-    if free < need_bytes:
-        raise OSError(28, f"out_dir {out}: {free / 1e6:.1f} MB free on its disk, a checkpoint "
-                          f"needs about {need_bytes / 1e6:.1f} MB; free space or choose another")
-
-
-@contextlib.contextmanager
-def _stop_on_signals(flag: dict):
-    """SIGTERM/SIGINT set ``flag["signal"]`` instead of killing the run (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {}
-
-    def handler(signum, frame):
-        flag["signal"] = signal.Signals(signum).name
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        old[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-@contextlib.contextmanager
-def _activation_checkpointing(model, enabled: bool):
-    """Recompute each decoder layer in the backward pass instead of storing its activations."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if not enabled or layers is None:
-        yield
-        return
-    from torch.utils.checkpoint import checkpoint
-
-    for layer in layers:
-        layer.forward = functools.partial(checkpoint, type(layer).forward.__get__(layer),
-                                          use_reentrant=False)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.forward
 
 
 # ----------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def token_byte_lengths(tokenizer, vocab_size: int | None = None) -> np.ndarray:
     V = max(vocab_size or n, n)
     out = np.zeros(V, dtype=np.int64)
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    added = getattr(tokenizer, "get_added_vocab", lambda: {})() or {}
+    added = getattr(tokenizer, "get_added_vocab", dict)() or {}
     special |= set(added.values())
     for i, t in enumerate(tokenizer.convert_ids_to_tokens(list(range(n)))):
         if t is not None and i not in special:

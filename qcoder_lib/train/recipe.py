@@ -38,13 +38,14 @@ class PretrainPreset:
         """The :class:`TrainConfig` of this preset writing to ``out_dir`` (``changes`` override
         fields of the TrainConfig)."""
         steps = changes.pop("steps", self.steps)
-        fields = dict(
-            steps=steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
-            min_lr=self.lr * self.min_lr_ratio, warmup_steps=min(self.warmup_steps, steps // 2),
-            eval_every=min(self.eval_every, steps), eval_rows=self.eval_rows,
-            checkpoint_every=min(self.checkpoint_every, steps), keep_last=2,
-            out_dir=str(out_dir),
-        )
+        fields = {
+            "steps": steps, "batch_size": self.batch_size, "seq_len": self.seq_len,
+            "lr": self.lr, "min_lr": self.lr * self.min_lr_ratio,
+            "warmup_steps": min(self.warmup_steps, steps // 2),
+            "eval_every": min(self.eval_every, steps), "eval_rows": self.eval_rows,
+            "checkpoint_every": min(self.checkpoint_every, steps), "keep_last": 2,
+            "out_dir": str(out_dir),
+        }
         fields.update(changes)
         return TrainConfig(**fields)
 
