@@ -290,26 +290,30 @@ def check_online_softmax_merge(merge: Callable) -> None:
     ``l = sum(exp(s - m))`` combined into those of both blocks together (the rescaling step of
     FlashAttention's online softmax). Reference: ``torch.logsumexp`` over the scores themselves."""
     g = torch.Generator().manual_seed(4)
-    cases = []
+    cases = []  # (m_a, l_a, m_b, l_b) as Python floats, then the two blocks' scores
     for shift in (0.0, 30.0, -20.0):
         a, b = torch.randn(5, generator=g) * 3, torch.randn(7, generator=g) * 3 + shift
-        cases.append((a.max(), torch.exp(a - a.max()).sum(), b.max(), torch.exp(b - b.max()).sum(), a, b))
+        cases.append((float(a.max()), float(torch.exp(a - a.max()).sum()),
+                      float(b.max()), float(torch.exp(b - b.max()).sum()), a, b))
 
     def ref(m_a, l_a, m_b, l_b, a, b):
         s = torch.cat([a, b]).double()
-        m = s.max()
-        return m, torch.exp(torch.logsumexp(s, 0) - m)
+        return float(s.max()), float(torch.exp(torch.logsumexp(s, 0) - s.max()))
 
-    def strip(fn):
-        return lambda m_a, l_a, m_b, l_b, a, b: tuple(torch.as_tensor(v).double() for v in fn(m_a, l_a, m_b, l_b))
+    def answer(m_a, l_a, m_b, l_b, a, b):
+        return tuple(float(v) for v in merge(m_a, l_a, m_b, l_b))
 
-    _check("online softmax merge", strip(merge), cases, ref, [
-        ("the sums were added without rescaling: multiply each l by exp(m_old - m_new)",
-         lambda m_a, l_a, m_b, l_b, a, b: (torch.maximum(m_a, m_b).double(), (l_a + l_b).double())),
-        ("the rescaling factor has its sign flipped: exp(m_old - m_new) is <= 1",
-         lambda m_a, l_a, m_b, l_b, a, b: (torch.maximum(m_a, m_b).double(), (
-             l_a * torch.exp(torch.maximum(m_a, m_b) - m_a) + l_b * torch.exp(torch.maximum(m_a, m_b) - m_b)).double())),
-    ], atol=1e-4)
+    def no_rescale(m_a, l_a, m_b, l_b, a, b):
+        return max(m_a, m_b), l_a + l_b
+
+    def flipped(m_a, l_a, m_b, l_b, a, b):
+        m = max(m_a, m_b)
+        return m, l_a * math.exp(m - m_a) + l_b * math.exp(m - m_b)
+
+    _check("online softmax merge", answer, cases, ref, [
+        ("the sums were added without rescaling: multiply each l by exp(m_old - m_new)", no_rescale),
+        ("the rescaling factor has its sign flipped: exp(m_old - m_new) is <= 1", flipped),
+    ], atol=1e-4, describe=lambda c: f" (m_a={c[0]:.2f}, m_b={c[2]:.2f})")
 
 
 # ---------------------------------------------------------------- 04: dedup and decontamination
