@@ -46,7 +46,7 @@ def step(model, opt, ids, pos, tgt, dtype: str, is_hf: bool):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def main() -> None:
