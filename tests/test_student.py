@@ -35,6 +35,7 @@ def _toy_notebook():
                                   f"    return y\n    {END}\n"),
         nbformat.v4.new_code_cell("check_double(f)"),
         nbformat.v4.new_code_cell("print(f(2))"),
+        nbformat.v4.new_code_cell("rows = check_environment()  # not an exercise check"),
     ]
     for c in nb.cells[1:]:
         c.outputs = [nbformat.v4.new_output("stream", text="4\n")]
@@ -67,13 +68,14 @@ def test_student_notebook_on_a_toy():
     meta = [c.metadata.get("nbgrader") for c in out.cells]
     assert meta[1]["solution"] and not meta[1]["grade"] and meta[1]["grade_id"] == "99_solution_1"
     assert meta[2]["grade"] and meta[2]["locked"] and meta[2]["grade_id"] == "99_check_1"
-    assert meta[0] is None and meta[3] is None
+    assert meta[0] is None and meta[3] is None and meta[4] is None
 
 
 def test_tag_and_cell_kinds():
     nb = _toy_notebook()
     assert is_solution_cell(nb.cells[1]) and not is_graded_cell(nb.cells[1])
     assert is_graded_cell(nb.cells[2]) and not is_graded_cell(nb.cells[3])
+    assert not is_graded_cell(nb.cells[4])
     assert tag_nbgrader(nb) == 2
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB = 'raise NotImplementedError("your turn: write your solution here, then run the check below")'
-CHECK_CALL = re.compile(r"\bcheck_\w+\(")  # a graded test cell calls a check
+CHECK_CALL = re.compile(r"^check_\w+\(", re.MULTILINE)  # a graded cell: a line that calls a check
 _REGION = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(END)}[^\n]*$",
                      re.MULTILINE | re.DOTALL)
 
@@ -50,7 +50,8 @@ def is_solution_cell(cell) -> bool:
 
 
 def is_graded_cell(cell) -> bool:
-    """A code cell (without a solution) that calls one of the exercise checks."""
+    """A code cell (without a solution) with a line that starts by calling an exercise check
+    (``check_rms_norm(rms_norm)``; ``rows = check_environment()`` is not one)."""
     return cell["cell_type"] == "code" and not is_solution_cell(cell) and bool(CHECK_CALL.search(_source(cell)))
 
 
