@@ -150,3 +150,25 @@ def test_config_errors_and_profile_length():
 
     for profile in ("smoke", "cpu", "gpu"):
         assert repo_seq_len(profile) == LENGTH_FACTOR * pretrain_preset(profile).seq_len
+
+
+def test_cli_pretrain_stage_repo(tmp_path, capsys):
+    """``qcoder pretrain --stage repo --init``: stage two from a stage-one folder, end to end."""
+    from qcoder_lib.cli import main
+    from qcoder_lib.model.hf_interop import from_hf, to_hf
+    from qcoder_lib.tokenizer import course_tokenizer
+    from qcoder_lib.train.recipe import course_model
+
+    with pytest.raises(SystemExit, match="--init"):
+        main(["pretrain", "--profile", "smoke", "--stage", "repo", "--out", str(tmp_path / "x")])
+    tok = course_tokenizer("smoke")
+    to_hf(course_model("smoke", tok), tmp_path / "stage1")
+    out = tmp_path / "s2"
+    assert main(["pretrain", "--profile", "smoke", "--stage", "repo", "--init",
+                 str(tmp_path / "stage1"), "--out", str(out), "--steps", "2", "--repos",
+                 str(PKG), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "stage two" in text and "RoPE base 1,000,000" in text and "/tmp" not in text
+    model = from_hf(out / "run" / "final")
+    assert model.config.rope_theta == 1e6
+    assert model.config.max_position_embeddings == repo_seq_len("smoke")
