@@ -114,13 +114,13 @@ def test_default_chunk_rows_and_errors():
         linear_cross_entropy(h, w, t, reduction="none")
 
 
-def _tiny_model(tie: bool, seed: int = 0):
+def _tiny_model(tie: bool, seed: int = 0, backend: str = "sdpa"):
     from qcoder_lib.model import QwenConfig, QwenForCausalLM
 
     torch.manual_seed(seed)
     cfg = QwenConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie,
-                     initializer_range=0.1)
+                     initializer_range=0.1, attn_implementation=backend)
     return QwenForCausalLM(cfg)
 
 
@@ -150,3 +150,59 @@ def test_model_forward_with_targets_equals_logits_then_cross_entropy(tie, reduct
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
     with pytest.raises(ValueError, match="targets has shape"):
         model(ids, pos, targets=tgt[:, :-1])
+
+
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@_CUDA
+def test_gpu_fp32_and_bf16_autocast_match_plain_cross_entropy():
+    """On CUDA at a Qwen-like vocabulary (V = 151,936, d = 896, 1,000 rows: 3 chunks of 384,
+    the last short): fp32 within 1e-5 (TF32 off, as by default), bf16 autocast within bf16
+    tolerance of the plain path."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    g = torch.Generator(device="cuda").manual_seed(0)
+    h = torch.randn(1000, 896, device="cuda", generator=g)
+    w = torch.randn(151_936, 896, device="cuda", generator=g) * 896**-0.5
+    t = torch.randint(0, 151_936, (1000,), device="cuda", generator=g)
+    t[::7] = IGNORE_INDEX
+    ref = _loss_and_grads(linear_cross_entropy_reference, h, w, t)
+    ours = _loss_and_grads(linear_cross_entropy, h, w, t)
+    for name, a, b in zip(("loss", "grad hidden", "grad weight"), ours, ref):
+        err = (a - b).abs().max().item()
+        assert err <= 1e-5 * max(1.0, b.abs().max().item()), f"fp32 {name}: {err:.2e}"
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        ref = _loss_and_grads(linear_cross_entropy_reference, h, w, t)
+        ours = _loss_and_grads(linear_cross_entropy, h, w, t)
+    torch.testing.assert_close(ours[0], ref[0], rtol=1e-4, atol=1e-4)
+    for a, b in zip(ours[1:], ref[1:]):
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=4e-3 * b.abs().max().item())
+
+
+@pytest.mark.gpu
+@_CUDA
+@pytest.mark.parametrize("backend", ["sdpa", "triton"])
+def test_gpu_model_loss_through_targets_matches_logits_path(backend):
+    """On CUDA under bf16 autocast, packed rows: ``forward(targets=)`` equals logits + CE
+    (loss within 1e-3 relative, parameter gradients within 5% of the largest entry)."""
+    if backend == "triton":
+        pytest.importorskip("triton")
+    model = _tiny_model(tie=True, backend=backend).to("cuda")
+    from qcoder_lib.packed import next_token_targets
+
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 97, (2, 65), generator=g)
+    pos = torch.cat([torch.arange(30), torch.arange(35)]).expand(2, 65).contiguous()
+    tgt = next_token_targets(ids, pos).cuda()
+    ids, pos = ids[:, :-1].cuda(), pos[:, :-1].cuda()
+    params = list(model.parameters())
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = model(ids, pos)
+        ref = F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten())
+        ours = model(ids, pos, targets=tgt)
+    ref_g = torch.autograd.grad(ref, params)
+    our_g = torch.autograd.grad(ours, params)
+    torch.testing.assert_close(ours, ref, rtol=1e-3, atol=1e-3)
+    for a, b in zip(our_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2 * b.abs().max().item())
