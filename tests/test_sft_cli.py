@@ -31,7 +31,7 @@ def test_sft_then_dpo_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("QCODER_PROFILE", "smoke")
     assert main(["sft", "--profile", "smoke", "--out", str(tmp_path / "sft"), "--mode", "lora",
                  "--stage1-steps", "2", "--stage2-steps", "1", "--stdlib-functions", "0",
-                 "--no-progress"]) == 0
+                 "--max-new-tokens", "8", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "decontam" in out and "stage1: 2 steps" in out and "stage2: 1 steps" in out
     report = json.loads((tmp_path / "sft" / "data" / "report.json").read_text())
@@ -42,7 +42,7 @@ def test_sft_then_dpo_from_the_command_line(tmp_path, monkeypatch, capsys):
     merged = AutoModelForCausalLM.from_pretrained(final)  # LoRA merged into a plain model
     assert not any("lora" in n for n, _ in merged.named_parameters())
     assert main(["dpo", "--profile", "smoke", "--out", str(tmp_path / "dpo"), "--sft", str(final),
-                 "--samples", "1", "--steps", "2"]) == 0
+                 "--samples", "1", "--steps", "2", "--max-new-tokens", "8"]) == 0
     summary = json.loads((tmp_path / "dpo" / "dpo.json").read_text())
     assert summary["pairs"]["pairs"] > 0 and summary["eval_tasks"] == 4
     assert (tmp_path / "dpo" / "final" / "model.safetensors").exists()

@@ -26,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta (default 0.1)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument("--seed", type=int, default=0, help="sampling and shuffling")
+    p.add_argument("--max-new-tokens", type=int, default=128,
+                   help="length limit of sampled answers in tokens (default 128)")
     p.set_defaults(run=run)
     return p
 
@@ -36,7 +38,8 @@ def run(args) -> int:
     from qcoder_lib.sft.recipe import run_dpo
 
     s = run_dpo(args.out, args.sft, profile=args.profile or get_profile(), samples=args.samples,
-                steps=args.steps, beta=args.beta, lr=args.lr, seed=args.seed)
+                steps=args.steps, beta=args.beta, lr=args.lr, seed=args.seed,
+                max_new_tokens=args.max_new_tokens)
     print(f"answers and pairs: {s['pairs']}")
     print(f"DPO loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}, reward margin "
           f"{s['reward_margin_last']:.3f}")

@@ -40,6 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="documented stdlib functions added to the seed code (default: profile's)")
     p.add_argument("--seed", type=int, default=0, help="shuffling and FIM draws")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-new-tokens", type=int, default=128,
+                   help="length limit of sampled answers in tokens (default 128)")
     p.set_defaults(run=run)
     return p
 
@@ -54,7 +56,7 @@ def run(args) -> int:
                 fim_share=args.fim_share, stage1_steps=args.stage1_steps,
                 stage2_steps=args.stage2_steps, packing=args.packing, lr=args.lr,
                 stdlib_functions=args.stdlib_functions, progress=not args.no_progress,
-                seed=args.seed)
+                seed=args.seed, max_new_tokens=args.max_new_tokens)
     print(f"{'stage':<10} {'seen':>6} {'kept':>6}  dropped")
     for row in r.report_rows:
         print(f"{row['stage']:<10} {row['seen']:>6} {row['kept']:>6}  {row['dropped']}")

@@ -64,10 +64,12 @@ def load_model_and_tokenizer(base: str | None, profile: str, mode: str):
 def run_sft(out, *, profile: str, base: str | None = None, mode: str = "full",
             fim_share: float = 0.1, stage1_steps: int | None = None,
             stage2_steps: int | None = None, packing: bool = False, lr: float | None = None,
-            stdlib_functions: int | None = None, progress: bool = True, seed: int = 0) -> SFTRun:
+            stdlib_functions: int | None = None, progress: bool = True, seed: int = 0,
+            max_new_tokens: int = 128) -> SFTRun:
     """Instruction data, stage 1 (every kept pair + FIM mix) and stage 2 (pairs verified by
     tests + rejection samples) into ``out``: ``data/instructions.jsonl``, ``data/report.json``
-    and the tuned model in ``final/`` (LoRA merged)."""
+    and the tuned model in ``final/`` (LoRA merged; QLoRA: the adapter in ``adapter/``).
+    Rejection-sampled answers have at most ``max_new_tokens`` tokens."""
     from qcoder_lib.sft.fim_instructions import fim_instructions, mix_fim
     from qcoder_lib.sft.instructions import build_instructions
     from qcoder_lib.sft.lora import add_lora, add_qlora, merge_lora, parameter_counts, save_hf
@@ -106,7 +108,8 @@ def run_sft(out, *, profile: str, base: str | None = None, mode: str = "full",
     tested = [p for p in pairs if p.tests]
     if mode != "qlora":  # sampling runs under no_grad: not on a 4-bit model still training
         sampled, run.rejection = rejection_sample(
-            model, tok, tested, n=by_profile(2, 4, 8, profile=profile), seed=seed)
+            model, tok, tested, n=by_profile(2, 4, 8, profile=profile), seed=seed,
+            max_new_tokens=max_new_tokens)
     else:
         sampled, run.rejection = [], {"skipped": "qlora"}
     stage2 = tested + sampled  # verified by their tests, plus the samples that passed them
@@ -130,8 +133,9 @@ def run_sft(out, *, profile: str, base: str | None = None, mode: str = "full",
 
 
 def run_dpo(out, sft_dir, *, profile: str, samples: int | None = None, steps: int | None = None,
-            beta: float = 0.1, lr: float = 1e-4, seed: int = 0):
-    """DPO from an SFT folder: pairs from the seed tasks with tests (sampled, sandbox-ranked),
+            beta: float = 0.1, lr: float = 1e-4, seed: int = 0, max_new_tokens: int = 128):
+    """DPO from an SFT folder: pairs from the seed tasks with tests (answers of at most
+    ``max_new_tokens`` tokens, sampled and ranked by the sandbox),
     training against the frozen SFT model, greedy pass rate on the course eval tasks before and
     after; the model in ``out/final/`` and a summary in ``out/dpo.json``. Returns the summary."""
     import copy
@@ -156,15 +160,15 @@ def run_dpo(out, sft_dir, *, profile: str, samples: int | None = None, steps: in
     train_pairs, _ = build_instructions(seed_snippets(), config=PipelineConfig())
     tasks = pair_tasks(train_pairs)
     evals = eval_tasks([r for _, r in read_jsonl(resource_path("eval", "course_eval.jsonl"))])
-    before, _ = pass_rate(policy, tok, evals)
+    before, _ = pass_rate(policy, tok, evals, max_new_tokens=max_new_tokens)
     pairs, counts = build_preference_pairs(policy, tok, tasks,
                                            samples or by_profile(4, 8, 16, profile=profile),
-                                           seed=seed)
+                                           seed=seed, max_new_tokens=max_new_tokens)
     res = train_dpo(policy, reference, tok, pairs,
                     DPOConfig(steps=steps or by_profile(10, 100, 400, profile=profile),
                               beta=beta, lr=lr, seed=seed),
                     pad_id=special_id(tok, "<|endoftext|>"))
-    after, _ = pass_rate(policy, tok, evals)
+    after, _ = pass_rate(policy, tok, evals, max_new_tokens=max_new_tokens)
     save_hf(policy, out / "final", tok)
     summary = {"pairs": counts, "loss_first": res.losses[0], "loss_last": res.losses[-1],
                "reward_margin_last": res.reward_margins[-1], "pass_rate_before": before,
