@@ -15,7 +15,13 @@ Attention backends (``QwenConfig.attn_implementation``):
 
 - ``"eager"``: :func:`eager_attention`, the math written out (also the kernels' test oracle).
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention``; no graph break under
-  ``torch.compile``.
+  ``torch.compile``. PyTorch picks the kernel: without a mask (unpacked rows) the first of its
+  priority order that fits, with native GQA: cuDNN on Hopper/Blackwell when the PyTorch build
+  prefers it (recent builds with a recent cuDNN), else flash. With a mask (packed documents,
+  padding, a KV cache) flash cannot run and the memory-efficient kernel refuses ``enable_gqa``,
+  which would leave the math kernel (full ``(T, S)`` scores): on CUDA K/V are then repeated to
+  Hq heads so that the memory-efficient kernel runs. ``benchmarks/kernels.py`` prints the
+  kernels each case really runs on the card (issue 13).
 - ``"triton"``: the course's own kernels, fused RoPE on q and k
   (:func:`qcoder_lib.kernels.apply_rope`) then FlashAttention (:func:`qcoder_lib.kernels.
   flash_attention`) with packed-document masking, in fp32, bf16 or under ``torch.autocast``;
