@@ -9,15 +9,23 @@ import pytest
 
 from qcoder_lib.data import NGramIndex
 from qcoder_lib.data.decontam import EvalItem
-from qcoder_lib.sft.checks import (code_blocks, execution_check, parses, response_code,
-                                   static_check)
+from qcoder_lib.sft.checks import code_blocks, execution_check, parses, response_code, static_check
 from qcoder_lib.sft.fim_instructions import HOLE, fim_instruction, fim_instructions, mix_fim
-from qcoder_lib.sft.instructions import (PipelineConfig, PipelineReport, StageCount,
-                                         build_instructions)
+from qcoder_lib.sft.instructions import (
+    PipelineConfig,
+    PipelineReport,
+    StageCount,
+    build_instructions,
+)
 from qcoder_lib.sft.samples import CodeSnippet, InstructionPair, fenced
 from qcoder_lib.sft.scorer import HeuristicScorer, LLMJudgeScorer, Scorer
-from qcoder_lib.sft.snippets import (Function, functions, seed_snippets, split_signature,
-                                     stdlib_snippets)
+from qcoder_lib.sft.snippets import (
+    Function,
+    functions,
+    seed_snippets,
+    split_signature,
+    stdlib_snippets,
+)
 from qcoder_lib.sft.teacher import CodeDerivedTeacher, HFTeacher, OpenAITeacher, Teacher
 
 LANGS = ("python", "javascript", "java", "cpp", "go", "rust")
@@ -136,7 +144,7 @@ def test_openai_teacher_talks_to_a_compatible_server():
     got = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             got["path"] = self.path
             got["auth"] = self.headers.get("Authorization")
             got["body"] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

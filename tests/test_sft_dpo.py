@@ -9,9 +9,20 @@ import pytest
 import torch
 
 from qcoder_lib.packed import IGNORE_INDEX
-from qcoder_lib.sft.dpo import (DPOConfig, DPOResult, PreferencePair, build_preference_pairs, dpo_loss,
-                                encode_pair, eval_tasks, freeze, pair_tasks, pass_rate,
-                                sequence_logps, train_dpo)
+from qcoder_lib.sft.dpo import (
+    DPOConfig,
+    DPOResult,
+    PreferencePair,
+    build_preference_pairs,
+    dpo_loss,
+    encode_pair,
+    eval_tasks,
+    freeze,
+    pair_tasks,
+    pass_rate,
+    sequence_logps,
+    train_dpo,
+)
 from qcoder_lib.sft.samples import InstructionPair
 from qcoder_lib.tokenizer import course_tokenizer, special_id
 

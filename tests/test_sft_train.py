@@ -7,13 +7,33 @@ import pytest
 import torch
 
 from qcoder_lib.packed import IGNORE_INDEX
-from qcoder_lib.sft.lora import (LoraSettings, add_lora, add_qlora, as_hf_model, load_4bit,
-                                 merge_lora, parameter_counts, save_hf, weight_bytes)
+from qcoder_lib.sft.lora import (
+    LoraSettings,
+    add_lora,
+    add_qlora,
+    as_hf_model,
+    load_4bit,
+    merge_lora,
+    parameter_counts,
+    save_hf,
+    weight_bytes,
+)
 from qcoder_lib.sft.samples import InstructionPair
 from qcoder_lib.sft.sampling import answer_code, is_course_model, judge_answers, sample_answers
-from qcoder_lib.sft.trainer import (SFTConfig, SFTResult, encode_conversations, has_4bit_layers,
-                                    lr_factor, mean_loss, model_logits, pack_examples, pad_batch,
-                                    rejection_sample, sft_loss, train_sft)
+from qcoder_lib.sft.trainer import (
+    SFTConfig,
+    SFTResult,
+    encode_conversations,
+    has_4bit_layers,
+    lr_factor,
+    mean_loss,
+    model_logits,
+    pack_examples,
+    pad_batch,
+    rejection_sample,
+    sft_loss,
+    train_sft,
+)
 from qcoder_lib.tokenizer import course_tokenizer, special_id
 
 CONVS = [
@@ -127,6 +147,7 @@ def test_qlora_4bit_nf4_on_this_machine_reduces_loss(tok, examples, pad, hf_tiny
     assert weight_bytes(q) < weight_bytes(base)
     assert has_4bit_layers(q) and not has_4bit_layers(base)
     trainable, total = parameter_counts(qm)
+    assert 0 < trainable < total / 5
     assert total == pytest.approx(parameter_counts(add_lora(copy.deepcopy(base)))[1], rel=0.01)
     before = mean_loss(qm, examples, pad_id=pad)
     train_sft(qm, examples, SFTConfig(steps=8, batch_size=3, lr=1e-2, warmup_steps=1),

@@ -14,7 +14,7 @@ import re
 from qcoder_lib.sft.samples import FENCE, InstructionPair
 from qcoder_lib.syntax_spans import get_parser
 
-FENCE_RE = re.compile(r"```([\w+#-]*)[ \t]*\n(.*?)```", re.S)
+FENCE_RE = re.compile(r"```([\w+#-]*)[ \t]*\n(.*?)```", re.DOTALL)
 FENCE_TO_LANGUAGE = {v: k for k, v in FENCE.items()} | {
     "py": "python", "js": "javascript", "c++": "cpp", "cc": "cpp", "rs": "rust",
     "golang": "go"}

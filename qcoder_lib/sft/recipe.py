@@ -74,8 +74,7 @@ def run_sft(out, *, profile: str, base: str | None = None, mode: str = "full",
     from qcoder_lib.sft.instructions import build_instructions
     from qcoder_lib.sft.lora import add_lora, add_qlora, merge_lora, parameter_counts, save_hf
     from qcoder_lib.sft.snippets import seed_snippets, stdlib_snippets
-    from qcoder_lib.sft.trainer import (SFTConfig, encode_conversations, rejection_sample,
-                                        train_sft)
+    from qcoder_lib.sft.trainer import SFTConfig, encode_conversations, rejection_sample, train_sft
     from qcoder_lib.tokenizer import special_id
 
     if mode not in ("full", "lora", "qlora"):
@@ -89,8 +88,7 @@ def run_sft(out, *, profile: str, base: str | None = None, mode: str = "full",
     fims, _ = fim_instructions([s for s in snippets if not s.note], seed=seed)
     mixed = mix_fim(pairs, fims, fim_share, seed=seed)
     with open(out / "data" / "instructions.jsonl", "w", encoding="utf-8") as f:
-        for p in mixed:
-            f.write(json.dumps(asdict(p)) + "\n")
+        f.writelines(json.dumps(asdict(p)) + "\n" for p in mixed)
     run = SFTRun(report_rows=report.rows(), pairs=len(mixed))
     model, tok = load_model_and_tokenizer(base, profile, mode)
     if mode == "lora":
@@ -143,8 +141,14 @@ def run_dpo(out, sft_dir, *, profile: str, samples: int | None = None, steps: in
     from qcoder_lib.data import read_jsonl
     from qcoder_lib.io import resource_path
     from qcoder_lib.model.hf_interop import from_hf
-    from qcoder_lib.sft.dpo import (DPOConfig, build_preference_pairs, eval_tasks, pair_tasks,
-                                    pass_rate, train_dpo)
+    from qcoder_lib.sft.dpo import (
+        DPOConfig,
+        build_preference_pairs,
+        eval_tasks,
+        pair_tasks,
+        pass_rate,
+        train_dpo,
+    )
     from qcoder_lib.sft.instructions import PipelineConfig, build_instructions
     from qcoder_lib.sft.lora import save_hf
     from qcoder_lib.sft.snippets import seed_snippets

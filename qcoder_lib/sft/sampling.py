@@ -46,8 +46,8 @@ def sample_answers(model, tokenizer, conversations: list[list[dict]], n: int = 1
         device = next(model.parameters()).device
         for p in flat:  # one by one: no padding questions for any model
             x = torch.tensor([p], device=device)
-            kw = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 \
-                else dict(do_sample=False)
+            kw = ({"do_sample": True, "temperature": temperature, "top_p": top_p}
+                  if temperature > 0 else {"do_sample": False})
             with torch.no_grad():
                 out = model.generate(input_ids=x, attention_mask=torch.ones_like(x),
                                      max_new_tokens=max_new_tokens, eos_token_id=stops,

@@ -58,10 +58,8 @@ def _clean_comment(text: str) -> str:
     for line in text.strip().splitlines():
         line = line.strip()
         for mark in ("/**", "/*", "*/", "///", "//", "#"):
-            if line.startswith(mark):
-                line = line[len(mark):]
-            if line.endswith("*/"):
-                line = line[:-2]
+            line = line.removeprefix(mark)
+            line = line.removesuffix("*/")
         line = line.strip().lstrip("*").strip()
         if line:
             lines.append(line)
