@@ -55,7 +55,7 @@ def response_code(pair: InstructionPair) -> str:
     return blocks[0][1] if blocks else pair.response
 
 
-def execution_check(pairs: list[InstructionPair], *, timeout_s: float = 5.0,
+def execution_check(pairs: list[InstructionPair], *, timeout_s: float = 10.0,
                     workers: int | None = None) -> list[str | None]:
     """For each pair: ``"tests_failed"`` (with the sandbox status) when it is Python with tests
     and its code does not pass them in the sandbox, else ``None``. Runs in parallel."""

@@ -89,7 +89,7 @@ def encode_pair(tokenizer, pair: PreferencePair, max_len: int):
 
 def build_preference_pairs(model, tokenizer, tasks: list[dict], n_samples: int = 8, *,
                            temperature: float = 1.0, max_new_tokens: int = 128,
-                           max_pairs_per_task: int = 4, seed: int = 0, timeout_s: float = 5.0):
+                           max_pairs_per_task: int = 4, seed: int = 0, timeout_s: float = 10.0):
     """Preference pairs from execution. Each task is a dict with ``prompt`` (chat messages),
     ``tests`` (Python) and optionally ``prefix`` (code the answer continues, e.g. a signature)
     and ``task_id``, and ``reference`` (a known answer: it joins the sampled candidates and is
@@ -173,7 +173,7 @@ def train_dpo(policy, reference, tokenizer, pairs: list[PreferencePair], cfg: DP
 
 
 def pass_rate(model, tokenizer, tasks: list[dict], *, max_new_tokens: int = 128,
-              timeout_s: float = 5.0) -> tuple[float, list[str]]:
+              timeout_s: float = 10.0) -> tuple[float, list[str]]:
     """Greedy pass@1 over ``tasks`` (as in :func:`build_preference_pairs`) and each status."""
     from qcoder_lib.sft.sampling import judge_answers, sample_answers
 

@@ -24,7 +24,7 @@ class PipelineConfig:
 
     min_score: float = 0.8  # pairs scored below this are dropped ("low_score")
     run_tests: bool = True  # run Python pairs with tests in the sandbox
-    timeout_s: float = 5.0  # sandbox time limit per pair
+    timeout_s: float = 20.0  # sandbox wall-clock limit per pair (a loaded machine is slow)
     near_dedup: bool = False  # also drop MinHash near-duplicates (exact duplicates always)
     decontaminate: bool = True  # drop pairs sharing a word 10-gram with the eval sets
 

@@ -67,7 +67,7 @@ def answer_code(answer: str) -> str:
 
 
 def judge_answers(answers: list[list[str]], tests: list[str], prefixes: list[str] | None = None,
-                  *, timeout_s: float = 5.0, workers: int | None = None) -> list[list[str]]:
+                  *, timeout_s: float = 10.0, workers: int | None = None) -> list[list[str]]:
     """The sandbox status (``"passed"``, ``"failed"``, ``"timeout"``, ...) of every answer:
     ``prefixes[i] + answer_code(answer)`` run with ``tests[i]`` by
     :func:`qcoder_lib.sandbox.check_program` (batched with ``run_many``)."""

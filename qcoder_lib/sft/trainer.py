@@ -222,7 +222,7 @@ def mean_loss(model, examples, batch_size: int = 8, pad_id: int = 0) -> float:
 
 
 def rejection_sample(model, tokenizer, pairs, n: int = 4, *, temperature: float = 0.8,
-                     max_new_tokens: int = 128, seed: int = 0, timeout_s: float = 5.0):
+                     max_new_tokens: int = 128, seed: int = 0, timeout_s: float = 10.0):
     """Stage-2 data by rejection sampling: for each pair with Python tests, sample ``n``
     answers and keep those whose code passes the tests in the sandbox (as new pairs of kind
     ``"rejection_sampled"``); pairs without tests are kept as they are. Returns
