@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -252,9 +253,13 @@ def check_repeat_kv(repeat_kv: Callable) -> None:
 # ---------------------------------------------------------------- 03: Triton and online softmax
 def check_vector_add(add: Callable) -> None:
     """``add(x, y) -> x + y`` for 1-D float32 tensors of any length (a Triton kernel whose last
-    block is masked): lengths that are not a multiple of the block size show a missing mask."""
+    block is masked): lengths that are not a multiple of the block size show a missing mask.
+    The tensors live where Triton runs: on the GPU, or on the CPU under the interpreter."""
     g = torch.Generator().manual_seed(3)
-    cases = [(torch.randn(n, generator=g), torch.randn(n, generator=g)) for n in (1024, 1000, 1, 3000)]
+    compiled = torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
+    dev = "cuda" if compiled else "cpu"
+    cases = [(torch.randn(n, generator=g).to(dev), torch.randn(n, generator=g).to(dev))
+             for n in (1024, 1000, 1, 3000)]
 
     def first_wrong(x, y, out):
         bad = (~torch.isclose(out, x + y)).nonzero()
