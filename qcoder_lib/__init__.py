@@ -37,9 +37,8 @@ _LAZY = {
     "fim_shards": "qcoder_lib.fim_stage",
     # pretraining (notebook 06)
     "ShardRows": "qcoder_lib.train",
-    "TrainConfig": "qcoder_lib.train",
-    "train": "qcoder_lib.train",
-    "evaluate": "qcoder_lib.train",
+    "TrainConfig": "qcoder_lib.train",  # (the loop itself: qcoder_lib.train.train; the name
+    # `train` is the subpackage here)
     # running model-written code
     "run_code": "qcoder_lib.sandbox",
     "check_program": "qcoder_lib.sandbox",
