@@ -207,3 +207,20 @@ def test_scaled_rotary_embedding_without_scaling_is_plain_rope():
                                                     "original_max_position_embeddings": 16})(
         pos, torch.float32)
     assert cos[0, 0, 0].item() == pytest.approx(0.1 * math.log(4) + 1)  # cos(0) * factor
+
+
+def test_triton_backend_applies_yarn_like_eager():
+    """The fused RoPE kernel receives the scaled cos/sin: same logits as the eager backend."""
+    cfg = QwenConfig(vocab_size=70, hidden_size=64, intermediate_size=40, num_hidden_layers=1,
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                     rope_theta=10_000.0, attn_implementation="eager",
+                     rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                   "original_max_position_embeddings": 16})
+    torch.manual_seed(0)
+    eager = QwenForCausalLM(cfg).eval()
+    kernels = QwenForCausalLM(cfg.with_(attn_implementation="triton")).eval()
+    kernels.load_state_dict(eager.state_dict())
+    ids = torch.randint(0, 70, (1, 48))
+    with torch.no_grad():
+        err = (eager(ids) - kernels(ids)).abs().max().item()
+    assert err <= TOL, f"triton vs eager with YaRN: {err:.2e}"
