@@ -57,6 +57,7 @@ def test_error_helpers():
     assert classify(R("failed", "SystemExit: 0\n"))[0] == "early_exit"
     assert classify(R("failed", "", 0, "did not finish"))[0] == "early_exit"
     assert classify(R("timeout", reason="wall"))[0] == "timeout"
+    assert classify(R("no_tests", reason="no check ran"))[0] == "no_tests"
     assert classify(R("failed", "ZeroDivisionError: x\n")) == ("runtime_error", "ZeroDivisionError")
 
 

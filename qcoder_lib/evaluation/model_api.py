@@ -34,10 +34,11 @@ from pathlib import Path
 import torch
 
 from qcoder_lib.evaluation.task import Task
+from qcoder_lib.tokenizer.special import (ENDOFTEXT, FILE_SEP, FIM_MIDDLE, FIM_PAD, FIM_PREFIX,
+                                          FIM_SUFFIX, IM_END, IM_START, REPO_NAME)
 
 # The report's inference stop tokens (facts file: FIM/repo tokens, <|endoftext|>, <|im_end|>).
-STOP_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_suffix|>",
-               "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+STOP_TOKENS = (ENDOFTEXT, IM_END, FIM_PREFIX, FIM_SUFFIX, FIM_PAD, REPO_NAME, FILE_SEP)
 
 
 _CODE_BLOCK = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -117,7 +118,7 @@ class EvalModel:
             return encode_data_batch(tok, [task.prompt])[0]
         try:
             pre, suf, mid = (special_id(tok, t) for t in
-                             ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+                             (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE))
         except KeyError as e:
             raise ValueError(f"{self.name}: task {task.task_id} needs fill-in-the-middle but the "
                              f"tokenizer has no FIM tokens ({e})") from None
@@ -131,7 +132,7 @@ class EvalModel:
         if task.instruction is None:
             raise ValueError(f"{self.name}: task {task.task_id} has no chat form")
         messages = [{"role": "user", "content": task.instruction}]
-        if "<|im_start|>" in self.tokenizer.get_vocab():
+        if IM_START in self.tokenizer.get_vocab():
             from qcoder_lib.tokenizer import encode_chat
 
             return encode_chat(self.tokenizer, messages, add_generation_prompt=True)

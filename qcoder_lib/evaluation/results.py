@@ -10,6 +10,8 @@ Every benchmark of :mod:`qcoder_lib.evaluation` turns each (task, completion) in
 - ``runtime_error``: an exception other than ``AssertionError`` (``detail`` names it);
 - ``early_exit``: the program ended the process before the tests finished (``sys.exit``,
   ``os._exit``, killing the harness): a failure, never a pass;
+- ``no_tests``: the tests ran but no check executed (the completion replaced ``check`` or the
+  asserts never ran): a failure, never a pass;
 - ``timeout``, ``memory``, ``crashed``, ``killed``: the sandbox's statuses;
 - ``no_answer``: nothing could be extracted from the completion (e.g. no number).
 """
@@ -29,6 +31,7 @@ OUTCOMES = (
     "wrong_answer",
     "runtime_error",
     "early_exit",
+    "no_tests",
     "timeout",
     "memory",
     "crashed",
@@ -86,6 +89,8 @@ def classify(exec_result) -> tuple[str, str]:
         return "passed", ""
     if status in ("timeout", "memory", "crashed", "killed"):
         return status, exec_result.reason
+    if status == "no_tests":
+        return "no_tests", exec_result.reason
     exc = exception_name(exec_result.stderr)
     if exc in ("SyntaxError", "IndentationError", "TabError"):
         return "syntax_error", exc

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
+from qcoder_lib.tokenizer.special import ENDOFTEXT_ID
+
 ATTENTION_BACKENDS = ("eager", "sdpa", "triton")
 
 
@@ -159,7 +161,7 @@ _COLUMNS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_
             "intermediate_size", "tie_word_embeddings", "vocab_size")  # fmt: skip
 QWEN25_CODER_SIZES: dict[str, dict] = {
     name: dict(zip(_COLUMNS, row), max_position_embeddings=32768, rope_theta=1_000_000.0,
-               rms_norm_eps=1e-6, bos_token_id=151643, eos_token_id=151643)
+               rms_norm_eps=1e-6, bos_token_id=ENDOFTEXT_ID, eos_token_id=ENDOFTEXT_ID)
     for name, row in _SIZES.items()
 }  # fmt: skip
 COURSE_PRESETS: dict[str, dict] = {

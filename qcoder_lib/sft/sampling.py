@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from qcoder_lib.sft.checks import code_blocks
-from qcoder_lib.tokenizer import encode_chat, special_id
+from qcoder_lib.tokenizer import ENDOFTEXT, IM_END, encode_chat, special_id
 
 
 def is_course_model(model) -> bool:
@@ -29,7 +29,7 @@ def sample_answers(model, tokenizer, conversations: list[list[dict]], n: int = 1
     when ``temperature == 0`` (then ``n`` copies of one answer are pointless: use ``n=1``)."""
     if not conversations:
         return []
-    stops = [special_id(tokenizer, "<|im_end|>"), special_id(tokenizer, "<|endoftext|>")]
+    stops = [special_id(tokenizer, IM_END), special_id(tokenizer, ENDOFTEXT)]
     prompts = [encode_chat(tokenizer, c, add_generation_prompt=True) for c in conversations]
     flat = [p for p in prompts for _ in range(n)]
     pad = stops[1]
