@@ -206,3 +206,13 @@ def test_gpu_model_loss_through_targets_matches_logits_path(backend):
     torch.testing.assert_close(ours, ref, rtol=1e-3, atol=1e-3)
     for a, b in zip(our_g, ref_g):
         torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-2 * b.abs().max().item())
+
+
+def test_backward_twice_is_refused():
+    """The stored gradients are scaled in place: a second backward (retain_graph) would be
+    wrong, so it raises instead."""
+    h, w, t = _inputs(10, 8, 12)
+    loss = linear_cross_entropy(h, w, t, chunk_rows=4)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()

@@ -109,20 +109,28 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                 g = g.to(cdt)  # (n, V) what the plain path's .float() backward casts back to
                 if need_h:
                     grad_h[s : s + chunk_rows] = (g @ w).to(hidden.dtype)  # (n, d)
-                if need_w:
-                    grad_w += (g.T @ h).float()  # (V, d)
+                if need_w and cdt == torch.float32:
+                    grad_w.addmm_(g.T, h)  # (V, d) += (V, n) @ (n, d), no (V, d) temporary
+                elif need_w:
+                    grad_w += g.T @ h  # (V, d) one bf16 temporary, accumulated in fp32
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
+        ctx.used = False
         return total / n_valid.float() if reduction == "mean" else total
 
     @staticmethod
     def backward(ctx, grad_out):
-        """``grad_out ()`` -> ``(grad_hidden (N, d), grad_weight (V, d), None x 4)``."""
+        """``grad_out ()`` -> ``(grad_hidden (N, d), grad_weight (V, d), None x 4)``. The stored
+        gradients are scaled in place (no second (V, d) buffer), so it runs once per forward."""
+        if ctx.used:
+            raise RuntimeError("linear_cross_entropy: backward ran twice on one forward "
+                               "(retain_graph=True); its gradients are scaled in place, once")
+        ctx.used = True
         grad_h, grad_w = ctx.saved_tensors
         if grad_h is not None:
-            grad_h = grad_h * grad_out.to(grad_h.dtype)
+            grad_h = grad_h.mul_(grad_out.to(grad_h.dtype))
         if grad_w is not None:
-            grad_w = (grad_w * grad_out).to(ctx.weight_dtype)
+            grad_w = grad_w.mul_(grad_out).to(ctx.weight_dtype)
         return grad_h, grad_w, None, None, None, None
 
 
