@@ -9,7 +9,7 @@
 #    gpu preset, transformers vs ours per backend, with and without torch.compile;
 # 3. benchmarks/kernels.py: RoPE and attention vs every SDPA backend, and what SDPA's default
 #    dispatch runs (causal and packed-document masks).
-# Each part has its own time limit, so one that hangs cannot eat the others' time; everything
+# Each part has its own time limit (120 + 240 + 150 s at most), so one that hangs cannot eat the others' time; everything
 # printed goes to benchmarks/results/<date>-<card>.txt (and to $OUT/ when $OUT is set).
 # PYTHON=... picks the interpreter (default: .venv/bin/python if present, else python3).
 set -u
@@ -46,9 +46,9 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, say how it ended
   echo "# commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ local changes)')"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null
   $PY -c "import torch, triton, transformers; print(f'torch {torch.__version__}, triton {triton.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}')"
-  part "GPU tests" 150 env QCODER_TRITON_AUTOTUNE=0 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu \
+  part "GPU tests" 120 env QCODER_TRITON_AUTOTUNE=0 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu \
     tests/test_kernels_cross_entropy.py tests/test_kernels_rope.py tests/test_kernels_attention.py tests/test_model.py
-  part "train step" 270 $PY benchmarks/train_step_gpu.py
+  part "train step" 240 $PY benchmarks/train_step_gpu.py
   part "kernels" 150 $PY benchmarks/kernels.py
   echo
   echo "[gpu_check] all parts in $(( $(date +%s) - t0 ))s; output in $out"
