@@ -10,7 +10,8 @@
 # 3. benchmarks/kernels.py: RoPE and attention vs every SDPA backend, and what SDPA's default
 #    dispatch runs (causal and packed-document masks).
 # Each part has its own time limit (120 + 240 + 150 s: at most 8.5 minutes), so one that hangs
-# cannot eat the others' time; everything printed goes to benchmarks/results/<date>-<card>.txt (and to $OUT/ when $OUT is set).
+# cannot eat the others' time; everything printed goes to
+# benchmarks/results/<date>-<card>.txt (and to $OUT/ when $OUT is set).
 # PYTHON=... picks the interpreter (default: .venv/bin/python if present, else python3).
 set -u
 cd "$(dirname "$0")/.."
