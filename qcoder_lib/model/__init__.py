@@ -3,6 +3,8 @@
 - :mod:`.config`: :class:`QwenConfig`, the Qwen2.5-Coder sizes and course presets, parameter and
   FLOP counts.
 - :mod:`.rope`: RoPE frequencies (the one place they are computed), ``rotate_half``, rotation.
+- :mod:`.rope_scaling`: linear, NTK-aware and YaRN scaling of the RoPE frequencies (stage two and
+  long context).
 - :mod:`.qwen`: the modules (RMSNorm, attention with GQA and three backends, SwiGLU, decoder
   layers, :class:`QwenForCausalLM`) and the loss.
 - :mod:`.generation`: KV cache and sampling.
@@ -35,6 +37,13 @@ from qcoder_lib.model.rope import (
     rope_rotate,
     rotate_half,
 )
+from qcoder_lib.model.rope_scaling import (
+    ScaledRotaryEmbedding,
+    normalize_rope_scaling,
+    scaled_inv_freq,
+    yarn_attention_factor,
+    yarn_inv_freq,
+)
 
 __all__ = [
     "ATTENTION_BACKENDS",
@@ -49,12 +58,17 @@ __all__ = [
     "RMSNorm",
     "RMSNormFunction",
     "RotaryEmbedding",
+    "ScaledRotaryEmbedding",
     "SwiGLU",
     "course_vocab_rows",
     "eager_attention",
     "next_token_loss",
+    "normalize_rope_scaling",
     "rope_angles",
     "rope_inv_freq",
     "rope_rotate",
     "rotate_half",
+    "scaled_inv_freq",
+    "yarn_attention_factor",
+    "yarn_inv_freq",
 ]
