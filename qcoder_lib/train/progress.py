@@ -78,7 +78,8 @@ class ProgressBar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step",
-                            dynamic_ncols=True, mininterval=1.0)  # redraw at most once a second
+                            dynamic_ncols=True, mininterval=1.0,  # at most once a second
+                            miniters=max(1, (total - initial) // 50))  # and ~50 redraws a run
 
     def update(self, loss: float, tokens_per_s: float, mfu_value: float | None,
                eval_loss: float | None = None) -> None:
