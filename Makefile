@@ -6,6 +6,7 @@
 # test     unit tests (parallel) + nbval over the committed notebooks, on the smoke profile
 # notebooks  re-execute the committed notebooks in place on the smoke profile (deliberate)
 # lab      open JupyterLab on notebooks/
+# student  write student/ copies of the notebooks (nbgrader: solutions stubbed, outputs cleared)
 # bench    run the benchmark scripts (they print ratios; GPU ones say so and exit 0 on CPU)
 
 SHELL := /bin/bash
@@ -40,12 +41,13 @@ NB ?=
 # Unit tests in parallel where that helps (2 workers on a 2-core machine).
 TEST_WORKERS ?= auto
 
-.PHONY: help setup course test unit nbval notebooks lab bench clean
+.PHONY: help setup course test unit nbval notebooks lab bench student clean
 
 help:
 	@echo "make course    # set up if needed, run every notebook, write runs/course/report.md"
 	@echo "make test      # set up if needed, unit tests + nbval over the notebooks"
 	@echo "make lab | make bench | make notebooks (re-execute committed notebooks, smoke)"
+	@echo "make student   # student/ copies of the notebooks: solutions stubbed, outputs cleared"
 
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then echo "[setup] creating .venv"; $(PYSYS) -m venv .venv; fi
@@ -78,6 +80,9 @@ nbval: setup
 
 notebooks: setup
 	$(PY) -m qcoder_lib.course refresh $(NB)
+
+student: setup
+	$(PY) -m qcoder_lib.course.student notebooks student
 
 lab: setup
 	$(PY) -m jupyter lab notebooks

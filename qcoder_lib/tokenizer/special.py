@@ -85,7 +85,7 @@ SPECIAL_TOKEN_PURPOSE: dict[str, tuple[str, bool]] = {
     "<|fim_prefix|>": ("fill-in-the-middle: the code before the hole follows", True),
     "<|fim_middle|>": ("fill-in-the-middle: the missing middle follows (what is generated)", True),
     "<|fim_suffix|>": ("fill-in-the-middle: the code after the hole follows", True),
-    "<|fim_pad|>": ("fill-in-the-middle: padding inside FIM samples", True),
+    "<|fim_pad|>": ("fill-in-the-middle: padding; a stop token, never emitted here", True),
     "<|repo_name|>": ("repository level: the repository's name follows", True),
     "<|file_sep|>": ("repository level: a new file (its path, then its content) follows", True),
 }
