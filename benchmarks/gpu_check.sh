@@ -11,7 +11,8 @@
 #    dispatch runs (causal and packed-document masks).
 # Each part has its own time limit (120 + 240 + 150 s: at most 8.5 minutes), so one that hangs
 # cannot eat the others' time; everything printed goes to
-# benchmarks/results/<date>-<card>.txt (and to $OUT/ when $OUT is set).
+# benchmarks/results/<date>-<card>.txt, the figures to <date>-<card>-{train_step,kernels}.json
+# (all copied to $OUT/ when $OUT is set).
 # PYTHON=... picks the interpreter (default: .venv/bin/python if present, else python3).
 set -u
 cd "$(dirname "$0")/.."
@@ -49,9 +50,9 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, say how it ended
   $PY -c "import torch, triton, transformers; print(f'torch {torch.__version__}, triton {triton.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}, cudnn {torch.backends.cudnn.version()}')"
   part "GPU tests" 120 env QCODER_TRITON_AUTOTUNE=0 $PY -m pytest -q -p no:cacheprovider -o addopts= -m gpu \
     tests/test_kernels_cross_entropy.py tests/test_kernels_rope.py tests/test_kernels_attention.py tests/test_model.py
-  part "train step" 240 $PY benchmarks/train_step_gpu.py
-  part "kernels" 150 $PY benchmarks/kernels.py
+  part "train step" 240 $PY benchmarks/train_step_gpu.py --json "${out%.txt}-train_step.json"
+  part "kernels" 150 $PY benchmarks/kernels.py --json "${out%.txt}-kernels.json"
   echo
   echo "[gpu_check] all parts in $(( $(date +%s) - t0 ))s; output in $out"
 } 2>&1 | tee "$out"
-if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then cp "$out" "$OUT/"; fi
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then cp "${out%.txt}"* "$OUT/"; fi

@@ -292,6 +292,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (compile, autotune)")
     ap.add_argument("--all", action="store_true", help="also triton + compile, compile + logits CE")
+    ap.add_argument("--json", help="also write the figures (rows, loss memory, targets) here")
     ap.add_argument("--cpu-smoke", action="store_true",
                     help="run a tiny model on CPU to check this script's code paths (no figures)")
     args = ap.parse_args(argv)
@@ -345,6 +346,12 @@ def main(argv=None) -> int:
     print(f"\nTargets (issue 13){' -- CPU smoke run: not a measurement' if args.cpu_smoke else ''}:")
     for text, hit in targets(results):
         print(f"  [{'met' if hit else 'MISSED'}] {text}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(
+            {"device": name, "torch": torch.__version__, "results": results, "loss_memory": lm,
+             "targets": [{"target": t, "met": hit} for t, hit in targets(results)]}, indent=2))
     print(f"\n(took {time.time() - t_all:.0f}s)")
     return 0
 
