@@ -7,6 +7,7 @@
 # notebooks  re-execute the committed notebooks in place on the smoke profile (deliberate)
 # lab      open JupyterLab on notebooks/
 # student  write student/ copies of the notebooks (nbgrader: solutions stubbed, outputs cleared)
+# gpu-check  on a GPU machine: GPU tests + GPU benchmarks, output kept in benchmarks/results/
 # bench    run the benchmark scripts (they print ratios; GPU ones say so and exit 0 on CPU)
 
 SHELL := /bin/bash
@@ -41,7 +42,7 @@ NB ?=
 # Unit tests in parallel where that helps (2 workers on a 2-core machine).
 TEST_WORKERS ?= auto
 
-.PHONY: help setup course test unit nbval notebooks lab bench student clean
+.PHONY: help setup course test unit nbval notebooks lab bench gpu-check student clean
 
 help:
 	@echo "make course    # set up if needed, run every notebook, write runs/course/report.md"
@@ -89,6 +90,9 @@ lab: setup
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+gpu-check: setup
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf runs .pytest_cache

@@ -17,12 +17,15 @@ The model's ``attn_implementation="triton"`` runs both: :func:`apply_rope` on q 
 :func:`flash_attention`.
 """
 
+from qcoder_lib.extras import require
 from qcoder_lib.runtime import ensure_triton_backend
 
 TRITON_MODE = ensure_triton_backend()  # "gpu" or "interpreter"; must run before `import triton`
 INTERPRETER = TRITON_MODE == "interpreter"
+require("triton", "the course's Triton kernels")  # names the `kernels` extra when missing
 
 from qcoder_lib.kernels.attention import attention_flops, flash_attention
+from qcoder_lib.kernels.cross_entropy import linear_cross_entropy
 from qcoder_lib.kernels.rope import apply_rope, apply_rope_reference, rope_cos_sin
 
 __all__ = [
@@ -32,5 +35,6 @@ __all__ = [
     "apply_rope_reference",
     "attention_flops",
     "flash_attention",
+    "linear_cross_entropy",
     "rope_cos_sin",
 ]
