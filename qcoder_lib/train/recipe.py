@@ -53,9 +53,12 @@ class PretrainPreset:
 PRETRAIN_PRESETS = {
     "smoke": PretrainPreset(seq_len=128, batch_size=16, steps=150, lr=3e-3, eval_every=25,
                             eval_rows=32, checkpoint_every=75),
+    # cpu: ~2,200 tokens/s on 2 idle cores (benchmarks/train_throughput.py --profile cpu), so
+    # 180 steps of 16 x 256 tokens take ~5.5 min; notebook 06 trains two such runs (the FIM
+    # experiment). Not yet checked against the 3.5-nat target: run benchmarks/train_sweep.py.
     "cpu": PretrainPreset(model={"num_hidden_layers": 4}, seq_len=256, batch_size=16,
-                          steps=600, lr=2e-3, warmup_steps=30, eval_every=100, eval_rows=64,
-                          checkpoint_every=200),
+                          steps=180, lr=2e-3, warmup_steps=10, eval_every=45, eval_rows=64,
+                          checkpoint_every=90),
     "gpu": PretrainPreset(seq_len=1024, batch_size=32, steps=6000, lr=6e-4, warmup_steps=200,
                           eval_every=500, eval_rows=256, checkpoint_every=1000),
 }
