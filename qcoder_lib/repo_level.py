@@ -1,11 +1,11 @@
 """Repository-level pretraining data (Qwen2.5-Coder's second stage): whole repositories as
 long samples, written to token shards the training loop reads like stage one's.
 
-Each sample is one repository in the repo-level format that :func:`qcoder_lib.fim.repo_fim`
+Each sample is one repository in the repo-level format that :func:`qcoder_lib.fim_repo.repo_fim`
 builds (``<|repo_name|>``, context files each after ``<|file_sep|>``, the target file last, FIM
 on the target at ``fim_rate``), cut to a token budget: 4x the stage-one row length
 (:data:`LENGTH_FACTOR`, the report's 8,192 -> 32,768), scaled to the profile by
-:func:`repo_seq_len`. The budget rule is :func:`~qcoder_lib.fim.repo_fim`'s: the target always
+:func:`repo_seq_len`. The budget rule is :func:`~qcoder_lib.fim_repo.repo_fim`'s: the target always
 stays (its end is cut only when it alone is over the budget), then context files from the most
 related (same folder) to the least, whole or not at all. :func:`repo_level_shards` checks every
 sample against the budget before writing it.
@@ -109,11 +109,12 @@ def repository_files(roots=None, config: RepoLevelConfig | None = None,
 
 def repo_samples(roots, tokenizer, config: RepoLevelConfig | None = None, *, seed: int = 0,
                  report: RepoLevelReport | None = None):
-    """Stage-two samples (:class:`~qcoder_lib.fim.RepoSample`), ``samples_per_repo`` per
+    """Stage-two samples (:class:`~qcoder_lib.fim_repo.RepoSample`), ``samples_per_repo`` per
     repository, each with a target drawn from ``random.Random(seed)`` and cut to
-    ``config.max_tokens`` by :func:`~qcoder_lib.fim.repo_fim`. Raises ``ValueError`` naming the
+    ``config.max_tokens`` by :func:`~qcoder_lib.fim_repo.repo_fim`. Raises ``ValueError`` naming the
     repository and target if a sample ever came out over the budget."""
-    from qcoder_lib.fim import FIMConfig, repo_fim
+    from qcoder_lib.fim import FIMConfig
+    from qcoder_lib.fim_repo import repo_fim
 
     config = config or RepoLevelConfig()
     report = report if report is not None else RepoLevelReport()

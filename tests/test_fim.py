@@ -10,28 +10,25 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from qcoder_lib.course.display import render_html
 from qcoder_lib.fim import (
     FIM_STOP_TOKENS,
     FIMConfig,
     FIMSample,
     FIMStats,
-    RepoSample,
     apply_fim,
     build_ids,
     choose_span,
     fim_documents,
     fim_prompt_ids,
     fim_token_ids,
-    is_code,
     grapheme_boundaries,
-    order_context_files,
+    is_code,
     random_split,
-    render_html,
-    repo_fim,
     split_fim_ids,
     unfim,
-    unfim_repo,
 )
+from qcoder_lib.fim_repo import RepoSample, order_context_files, repo_fim, unfim_repo
 from qcoder_lib.syntax_spans import EXAMPLE_CODE
 from qcoder_lib.tokenizer import SPECIAL_TOKENS, decode, special_ids, train_tokenizer
 

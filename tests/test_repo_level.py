@@ -1,6 +1,6 @@
 """Repository-level samples (issue 15): never over the budget, the target file always kept (whole
 when it fits, else its beginning), context files whole, the layout read back by
-``fim.unfim_repo``; shards the training rows read; real code from an installed package."""
+``fim_repo.unfim_repo``; shards the training rows read; real code from an installed package."""
 
 import json
 import shutil
@@ -11,7 +11,7 @@ import packaging
 import pytest
 
 from qcoder_lib.data.shards import TokenShards
-from qcoder_lib.fim import unfim_repo
+from qcoder_lib.fim_repo import unfim_repo
 from qcoder_lib.repo_level import (
     LENGTH_FACTOR,
     RepoLevelConfig,
