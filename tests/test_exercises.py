@@ -247,6 +247,24 @@ def test_check_packed_targets():
     _rejects(ex.check_packed_targets, lambda i, p: i, "shape")
 
 
+def test_check_lr_schedule():
+    import math
+
+    def schedule(step, steps, warmup, peak, floor):  # written from the notebook's description
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        p = min(max((step - warmup) / max(steps - 1 - warmup, 1), 0.0), 1.0)
+        return floor + (peak - floor) * (1 + math.cos(math.pi * p)) / 2
+
+    ex.check_lr_schedule(schedule)
+    _rejects(ex.check_lr_schedule,
+             lambda s, n, w, pk, f: schedule(s, n, w, pk, 0.0), "the cosine ends at 0")
+    _rejects(ex.check_lr_schedule,
+             lambda s, n, w, pk, f: pk * s / w if s < w else schedule(s, n, w, pk, f),
+             "off by one in the warm-up")
+    _rejects(ex.check_lr_schedule, lambda s, n, w, pk, f: pk, "")
+
+
 def test_check_pass_at_k():
     ex.check_pass_at_k(lambda n, c, k: 1 - math.comb(n - c, k) / math.comb(n, k))  # raises ExerciseFailed on a wrong answer
     _rejects(ex.check_pass_at_k, lambda n, c, k: c / n, "c / n")

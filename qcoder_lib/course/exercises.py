@@ -453,6 +453,36 @@ def check_packed_targets(targets: Callable) -> None:
     ])
 
 
+def check_lr_schedule(lr: Callable) -> None:
+    """``lr(step, steps, warmup, peak, floor) -> float``: linear warm-up to ``peak`` over
+    ``warmup`` steps (step ``s`` gets ``peak * (s + 1) / warmup``), then a cosine from ``peak`` to
+    ``floor`` reached at the last step (notebook 06); against ``qcoder_lib.train.lr_at``."""
+    import math
+
+    from qcoder_lib.train.config import TrainConfig, lr_at
+
+    def reference(step, steps, warmup, peak, floor):
+        return lr_at(step, TrainConfig(steps=steps, warmup_steps=warmup, lr=peak, min_lr=floor))
+
+    cases = [(s, 20, 5, 1e-3, 1e-4) for s in (0, 2, 4, 5, 11, 19, 25)] + [(0, 10, 0, 2e-3, 0.0)]
+
+    def cosine_to_zero(step, steps, warmup, peak, floor):
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        p = min(max((step - warmup) / max(steps - 1 - warmup, 1), 0.0), 1.0)
+        return peak * 0.5 * (1 + math.cos(math.pi * p))
+
+    def warmup_from_zero(step, steps, warmup, peak, floor):
+        return peak * step / warmup if step < warmup else reference(step, steps, warmup, peak, floor)
+
+    _check("learning-rate schedule", lr, cases, reference, [
+        ("the cosine ends at 0: it must end at the floor (min_lr), a tenth of the peak here",
+         cosine_to_zero),
+        ("off by one in the warm-up: step s gets peak * (s + 1) / warmup, so step 0 already learns",
+         warmup_from_zero),
+    ], describe=lambda a: f" (step {a[0]} of {a[1]}, warm-up {a[2]})")
+
+
 # ---------------------------------------------------------------- 10: evaluation
 def check_pass_at_k(pass_at_k: Callable) -> None:
     """``pass_at_k(n, c, k) -> float``: the unbiased estimator ``1 - C(n-c, k) / C(n, k)``;
