@@ -297,14 +297,16 @@ def test_concurrent_runs_cannot_read_each_others_files(private_tempdir):
         timeout_s=20)))
     t.start()
     try:
-        for _ in range(200):
+        names = ("secret.txt", ".stdin", "main.py")
+        for _ in range(500):  # the parent writes the run's files one after another: wait for all
             runs = os.listdir(private_tempdir)
-            if runs and os.path.exists(os.path.join(private_tempdir, runs[0], "secret.txt")):
+            if runs and all(os.path.exists(os.path.join(private_tempdir, runs[0], n))
+                            for n in names):
                 break
             time.sleep(0.02)
         work = os.path.join(private_tempdir, runs[0])
         assert os.stat(work).st_mode & 0o777 == 0o700
-        for name in ("secret.txt", ".stdin", "main.py"):
+        for name in names:
             assert os.stat(os.path.join(work, name)).st_mode & 0o777 == 0o600, name
         probe = textwrap.dedent(f"""
             for name in ("secret.txt", ".stdin", "main.py"):
