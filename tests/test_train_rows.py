@@ -15,6 +15,7 @@ from qcoder_lib.train import (
     as_rows,
     bits_per_byte,
     check_vocab,
+    eval_row_indices,
     evaluate,
     format_mfu,
     held_out_mask,
@@ -119,6 +120,26 @@ def test_bits_per_byte_counts_the_bytes_of_the_scored_tokens():
     assert res.tokens == 3 * T
     assert res.loss == pytest.approx(nats / (3 * T), rel=1e-5)
     assert res.bits_per_byte == pytest.approx(nats / math.log(2) / n_bytes, rel=1e-5)
+
+
+def test_evaluate_scores_rows_spread_over_the_held_out_set():
+    assert eval_row_indices(10) == list(range(10)) == eval_row_indices(10, 50)
+    assert eval_row_indices(100, 4) == [0, 25, 50, 75]
+    torch.manual_seed(0)
+    model = tiny_model(vocab=64)
+    T = 8
+    windows = torch.randint(0, 64, (12, T + 1))
+    rows = TokenRows.from_windows(windows, torch.arange(T + 1).expand(12, T + 1))
+    picked = [0, 3, 6, 9]
+    res = evaluate(model, rows, batch_size=3, max_rows=4)
+    with torch.no_grad():
+        ids, pos, tgt = rows.get(picked)
+        nats = torch.nn.functional.cross_entropy(model(ids, pos).flatten(0, 1), tgt.flatten(),
+                                                 reduction="sum").item()
+    assert res.tokens == 4 * T
+    assert res.loss == pytest.approx(nats / (4 * T), rel=1e-5)
+    first = evaluate(model, TokenRows.from_windows(windows[:4], torch.arange(T + 1).expand(4, T + 1)))
+    assert abs(first.loss - res.loss) > 1e-6  # not the first four rows
 
 
 def test_mfu_is_na_on_cpu_and_the_bar_counts_steps():

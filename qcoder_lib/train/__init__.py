@@ -29,6 +29,7 @@ from qcoder_lib.train.loop import (
     TrainResult,
     check_out_dir,
     check_vocab,
+    eval_row_indices,
     evaluate,
     load_state,
     make_optimizer,
@@ -53,7 +54,7 @@ from qcoder_lib.train.rows import Rows, ShardRows, TokenRows, as_rows, held_out_
 __all__ = [
     "CheckpointError", "EvalResult", "ProgressBar", "Rows", "ShardRows", "TokenRows",
     "TrainConfig", "TrainResult", "TrainingInterrupted", "as_rows", "bits_per_byte", "check_out_dir", "check_vocab",
-    "checkpoint_bytes", "evaluate", "format_mfu", "held_out_mask", "list_checkpoints", "load_checkpoint",
+    "checkpoint_bytes", "eval_row_indices", "evaluate", "format_mfu", "held_out_mask", "list_checkpoints", "load_checkpoint",
     "load_state", "lr_at", "make_optimizer", "mfu", "param_groups", "peak_flops", "rank_rows",
     "read_training_log", "reduce_for_logging", "rng_state", "rotate_checkpoints",
     "save_checkpoint", "save_final", "save_state", "set_rng_state", "token_byte_lengths",

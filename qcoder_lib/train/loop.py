@@ -182,18 +182,30 @@ def _autocast(dtype: str, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def eval_row_indices(n_rows: int, max_rows: int | None = None) -> list[int]:
+    """The rows :func:`evaluate` scores out of ``n_rows``: all of them, or ``max_rows`` spread
+    evenly (``i * n_rows // max_rows``), the same ones on every call."""
+    if max_rows is None or max_rows >= n_rows:
+        return list(range(n_rows))
+    return [i * n_rows // max_rows for i in range(max_rows)]
+
+
 def evaluate(model, rows: Rows, batch_size: int = 8, max_rows: int | None = None,
              dtype: str = "fp32", token_bytes=None) -> EvalResult:
-    """Mean next-token loss over the first ``max_rows`` rows of ``rows`` and, with
-    ``token_bytes`` (``(V,)`` bytes per token id, :func:`token_byte_lengths`), bits per byte."""
+    """Mean next-token loss over ``max_rows`` rows of ``rows`` (all rows when ``None``) and,
+    with ``token_bytes`` (``(V,)`` bytes per token id, :func:`token_byte_lengths`), bits per
+    byte. The rows scored are spread evenly over ``rows`` (row ``i * len(rows) // max_rows``),
+    not the first ones: held-out rows follow the corpus order, so the first few dozen come from
+    a handful of documents and would make a noisy, biased estimate."""
     device = next(model.parameters()).device
-    n = len(rows) if max_rows is None else min(len(rows), max_rows)
+    picked = eval_row_indices(len(rows), max_rows)
+    n = len(picked)
     was = model.training
     model.eval()
     total, count, n_bytes = 0.0, 0, 0
     with torch.no_grad(), _autocast(dtype, device):
         for s in range(0, n, batch_size):
-            ids, pos, tgt = (t.to(device) for t in rows.get(list(range(s, min(n, s + batch_size)))))
+            ids, pos, tgt = (t.to(device) for t in rows.get(picked[s:s + batch_size]))
             logits = model(ids, pos)  # (b, T, V)
             total += float(F.cross_entropy(logits.flatten(0, 1).float(), tgt.flatten(),
                                            ignore_index=IGNORE_INDEX, reduction="sum"))
