@@ -10,7 +10,8 @@ special_id``), which stays stable:
 - :mod:`~qcoder_lib.tokenizer.bpe`: :func:`train_tokenizer` (byte-level BPE built as Qwen2's: NFC,
   the Qwen2 pre-tokenizer regex, the 22 specials after the regular vocabulary, ChatML template)
   and :func:`load_tokenizer` (a ``save_pretrained`` folder or a hub name, refusing checkpoints
-  without tokenizer files, mistyped paths and hub names while offline).
+  without tokenizer files, mistyped paths and hub names while offline) and
+  :func:`tokenizer_fingerprint` (which tokenizer wrote a cache of token ids).
 - :mod:`~qcoder_lib.tokenizer.encode`: :func:`encode_data` / :func:`encode_data_batch` (text from
   data never yields a special id), :func:`decode`, :func:`bytes_per_token`,
   :func:`regular_vocab_size`, :func:`padded_vocab_size`, :func:`check_encodable`.
@@ -27,6 +28,7 @@ from qcoder_lib.tokenizer.bpe import (
     PRETOKENIZE_REGEX,
     TOKENIZER_FILE_GROUPS,
     load_tokenizer,
+    tokenizer_fingerprint,
     train_tokenizer,
 )
 from qcoder_lib.tokenizer.chat import (
@@ -115,6 +117,7 @@ __all__ = [
     "encode_data",
     "encode_data_batch",
     "load_tokenizer",
+    "tokenizer_fingerprint",
     "padded_vocab_size",
     "qwen_id_map",
     "regular_vocab_size",

@@ -156,6 +156,16 @@ def _wrap(backend, *, chat_template: str, model_max_length: int) -> PreTrainedTo
     )
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """16 hex digits that change whenever the tokenizer maps text to other ids (a hash of its
+    serialised vocabulary, merges, pre-tokenizer and special tokens): what a cache of token ids
+    (a corpus of shards) records to know which tokenizer wrote it."""
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    return hashlib.sha256(backend.to_str().encode("utf-8")).hexdigest()[:16]
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, **kwargs):
     """Load a tokenizer from a folder written by ``save_pretrained`` (this course's, or a
     downloaded Qwen one) or, when online, from a hub name such as ``"Qwen/Qwen2.5-Coder-0.5B"``.

@@ -53,12 +53,16 @@ class PretrainPreset:
 PRETRAIN_PRESETS = {
     "smoke": PretrainPreset(seq_len=128, batch_size=16, steps=150, lr=3e-3, eval_every=25,
                             eval_rows=32, checkpoint_every=75),
-    # cpu: ~2,200 tokens/s on 2 idle cores (benchmarks/train_throughput.py --profile cpu), so
-    # 180 steps of 16 x 256 tokens take ~5.5 min; notebook 06 trains two such runs (the FIM
-    # experiment). Not yet checked against the 3.5-nat target: run benchmarks/train_sweep.py.
-    "cpu": PretrainPreset(model={"num_hidden_layers": 4}, seq_len=256, batch_size=16,
-                          steps=180, lr=2e-3, warmup_steps=10, eval_every=45, eval_rows=64,
-                          checkpoint_every=90),
+    # cpu: chosen with benchmarks/train_sweep.py on 2 idle cores for notebook 06's budget (two
+    # runs of about 5 minutes: the main run and the FIM experiment's rate-0 run). In that budget
+    # a tiny model seeing many tokens wins: 3 layers x 128 (0.87 M parameters with the 2,048-token
+    # vocabulary) at ~15,000 tokens/s reaches a held-out 3.33 nats (1.80 bits/byte) in 4.6 M
+    # tokens, where 4 x 256 with 8,192 tokens reached 6.3 (2.7) and 2 x 128 reached 3.12 nats but
+    # wrote Python that rarely parses; small batches (more steps) and lr 1e-2 beat larger ones.
+    "cpu": PretrainPreset(model={"num_hidden_layers": 3, "hidden_size": 128,
+                                 "intermediate_size": 384, "num_attention_heads": 4},
+                          seq_len=128, batch_size=16, steps=2200, lr=1e-2, warmup_steps=100,
+                          eval_every=550, eval_rows=64, checkpoint_every=1100),
     "gpu": PretrainPreset(seq_len=1024, batch_size=32, steps=6000, lr=6e-4, warmup_steps=200,
                           eval_every=500, eval_rows=256, checkpoint_every=1000),
 }
@@ -76,15 +80,28 @@ def pretrain_preset(profile: str | None = None) -> PretrainPreset:
 
 
 def course_corpus(profile: str, tokenizer, folder=None, progress: bool = False) -> Path:
-    """The profile's mixed corpus as token shards (built once into ``folder``, default
-    ``artifacts/pretrain/corpus-<profile>``; later calls reuse it)."""
+    """The profile's mixed corpus as token shards, built once into ``folder`` (default
+    ``artifacts/pretrain/corpus-<profile>``; written atomically) and reused by later calls while
+    ``corpus.json`` there names the same tokenizer (:func:`tokenizer_fingerprint`); a corpus of
+    another tokenizer (the profile's vocabulary changed) is rebuilt, never read with wrong ids."""
+    import json
+
     from qcoder_lib.data import build_corpus, profile_config
-    from qcoder_lib.io import FileLock, artifacts_dir
+    from qcoder_lib.io import FileLock, artifacts_dir, atomic_dir, atomic_write_text
+    from qcoder_lib.tokenizer import tokenizer_fingerprint
 
     folder = Path(folder or artifacts_dir() / "pretrain" / f"corpus-{profile}")
+    recipe = {"profile": profile, "tokenizer": tokenizer_fingerprint(tokenizer)}
+    marker = folder / "corpus.json"
     with FileLock(folder.with_name(folder.name + ".lock")):
-        if not (folder / "index.json").exists():
-            build_corpus(folder, profile_config(profile), tokenizer=tokenizer, progress=progress)
+        try:
+            fresh = json.loads(marker.read_text()) == recipe and (folder / "index.json").exists()
+        except (OSError, ValueError):
+            fresh = False
+        if not fresh:
+            with atomic_dir(folder) as tmp:
+                build_corpus(tmp, profile_config(profile), tokenizer=tokenizer, progress=progress)
+                atomic_write_text(tmp / "corpus.json", json.dumps(recipe))
     return folder
 
 
