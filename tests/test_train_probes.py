@@ -8,13 +8,17 @@ import pytest
 from qcoder_lib.fim import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from qcoder_lib.tokenizer import decode, encode_data, special_id, train_tokenizer
 from qcoder_lib.train.probes import (
+    CompletionCheck,
     InfillTask,
+    check_completions,
     completion_parse_share,
     cut_function,
+    function_ended,
     function_heads,
     infill_exact_match,
     infill_tasks,
     parses,
+    valid_python,
 )
 
 TEXTS = [f"import os\n\ndef f{i}(x):\n    y = x + {i}\n    return y * 2\n\nprint(f{i}(3))\n"
@@ -88,3 +92,38 @@ def test_function_completions_are_cut_and_parsed(tok):
     assert share == 1.0 and all(f.endswith("    return x\n") for f in funcs)
     share, _ = completion_parse_share(StandIn(tok, lambda p: "    return (x\n"), tok, heads)
     assert share == 0.0
+
+
+def test_valid_python_so_far_tells_a_cut_construct_from_a_syntax_error():
+    head = "def g(x):\n"
+    for open_part in ('    """Return the\n    thing\n', "    if x:\n", "    return f(1,\n"):
+        assert valid_python(head + open_part, ended=False)  # the budget cut it while open
+        assert not valid_python(head + open_part, ended=True)  # ended like that: invalid
+    for error in ("    return x)\n", "    self._ None = 3\n", "        a = 1\n    b = 2\n"):
+        assert not valid_python(head + error, ended=False)
+    assert valid_python(head + "    return x\n") and not valid_python(head, ended=True)
+    assert function_ended("    return x\nprint(1)", complete=False)
+    assert not function_ended("    return x\n    y = ", complete=False)
+    assert function_ended("    return x", complete=True)
+
+
+def test_completion_checks_judge_each_completion(tok):
+    heads = function_heads(TEXTS, 3, seed=1)
+
+    class Budget(StandIn):  # answers without a stop token, as when the budget cuts
+        def generate(self, prompts, max_new_tokens, stop_token_ids=()):
+            return [encode_data(self.tok, self.answer(p))[:max_new_tokens] for p in prompts]
+
+    cut_docstring = '    """Return the sum of\n    the two numbers and some more words here'
+    checks = check_completions(Budget(tok, lambda p: cut_docstring * 3), tok, heads, 40)
+    assert all(isinstance(c, CompletionCheck) for c in checks)
+    assert [(c.ended, c.parses, c.valid) for c in checks] == [(False, False, True)] * 3
+    checks = check_completions(Budget(tok, lambda p: "    return x)\n    y = 1 + 2 + 3 + 4"), tok,
+                               heads, 12)
+    assert [(c.ended, c.parses, c.valid) for c in checks] == [(False, False, False)] * 3
+    checks = check_completions(StandIn(tok, lambda p: "    return x\n\nz = 1"), tok, heads)
+    assert [(c.ended, c.parses, c.valid) for c in checks] == [(True, True, True)] * 3
+    assert checks[0].function.endswith("    return x\n")
+    for budget in (2, 12):  # blank lines only: cut by the budget, or ended
+        nothing = check_completions(Budget(tok, lambda p: "\n" * 20), tok, heads, budget)
+        assert [(c.parses, c.valid) for c in nothing] == [(False, False)] * 3

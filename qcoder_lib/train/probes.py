@@ -3,15 +3,20 @@
 - :func:`infill_tasks` + :func:`infill_exact_match`: single-line infilling (the FIM paper's and
   HumanEval-SingleLineInfilling's task): hide one line of a held-out file, give the model the
   lines around it as a PSM prompt, and count greedy answers equal to the hidden line.
-- :func:`function_heads` + :func:`completion_parse_share`: greedy completions of held-out
-  Python function heads (``def ...:`` lines), cut where the function ends, and the share that
-  ``ast.parse`` accepts: a coarse "does it write valid Python" probe.
+- :func:`function_heads` + :func:`check_completions` / :func:`completion_parse_share`: greedy
+  completions of held-out Python function heads (``def ...:`` lines), cut where the function
+  ends: the share that ``ast.parse`` accepts as it stands, and the share that is valid Python so
+  far (:func:`valid_python`): a coarse "does it write valid Python" probe. A completion that the
+  token budget cut inside a docstring, a bracket or a block cannot parse yet, and says nothing
+  about the model; one with a syntax error does.
 """
 
 from __future__ import annotations
 
 import ast
+import codeop
 import random
+import warnings
 from dataclasses import dataclass
 
 
@@ -111,17 +116,64 @@ def parses(code: str) -> bool:
     return True
 
 
-def completion_parse_share(model, tokenizer, heads: list[str], max_new_tokens: int = 64,
-                           batch_size: int = 16) -> tuple[float, list[str]]:
-    """``(share of heads whose greedy completion parses, the cut functions)``."""
+def valid_python(code: str, ended: bool = True) -> bool:
+    """Is ``code`` valid Python? A function that ended (a dedent or a stop token) must parse
+    (:func:`parses`); one the token budget cut (``ended=False``) must be a valid *prefix*: no
+    syntax error so far, though a docstring, bracket or block may still be open (what the
+    interactive interpreter answers with its ``...`` prompt; :func:`codeop.compile_command`)."""
+    if parses(code):
+        return True
+    if ended:
+        return False
+    with warnings.catch_warnings():  # e.g. SyntaxWarning for an invalid escape in a string
+        warnings.simplefilter("ignore")
+        try:
+            return codeop.compile_command(code, "<completion>", "exec") is None
+        except (SyntaxError, ValueError, OverflowError):
+            return False
+
+
+@dataclass
+class CompletionCheck:
+    """One greedy completion of a function head, judged."""
+
+    function: str  # the head and the body, cut where the function ends (see cut_function)
+    ended: bool  # the function ended within the token budget (a dedent or a stop token)
+    parses: bool  # ast.parse accepts the function as it stands
+    valid: bool  # wrote a body that is valid Python so far (valid_python): parses, or cut
+    # by the budget while something is open
+
+
+def function_ended(completion: str, complete: bool) -> bool:
+    """Did the function end inside ``completion``: generation stopped on a stop token
+    (``complete``) or a later non-indented, non-blank line starts the next top-level thing?"""
+    return complete or any(ln.strip() and not ln[:1].isspace() for ln in completion.split("\n"))
+
+
+def check_completions(model, tokenizer, heads: list[str], max_new_tokens: int = 128,
+                      batch_size: int = 16) -> list[CompletionCheck]:
+    """Greedy completions of ``heads`` (``max_new_tokens`` each), cut and judged."""
     from qcoder_lib.tokenizer import decode, encode_data
 
     model.eval()
-    functions = []
+    checks = []
     for s in range(0, len(heads), batch_size):
         chunk = heads[s:s + batch_size]
         outs = model.generate([encode_data(tokenizer, h) for h in chunk], max_new_tokens,
                               stop_token_ids=_stop_ids(tokenizer))
-        functions += [cut_function(h, decode(tokenizer, o), len(o) < max_new_tokens)
-                      for h, o in zip(chunk, outs)]
-    return sum(map(parses, functions)) / max(len(functions), 1), functions
+        for h, o in zip(chunk, outs):
+            text, complete = decode(tokenizer, o), len(o) < max_new_tokens
+            function = cut_function(h, text, complete)
+            ended = function_ended(text, complete)
+            wrote = bool(function[len(h):].strip())  # a head alone is no evidence either way
+            checks.append(CompletionCheck(function, ended, parses(function),
+                                          wrote and valid_python(function, ended)))
+    return checks
+
+
+def completion_parse_share(model, tokenizer, heads: list[str], max_new_tokens: int = 64,
+                           batch_size: int = 16) -> tuple[float, list[str]]:
+    """``(share of heads whose greedy completion parses as it stands, the cut functions)``
+    (:func:`check_completions` has the valid-so-far share too)."""
+    checks = check_completions(model, tokenizer, heads, max_new_tokens, batch_size)
+    return sum(c.parses for c in checks) / max(len(checks), 1), [c.function for c in checks]
