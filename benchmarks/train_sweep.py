@@ -1,39 +1,85 @@
-"""A small sweep for a profile's pretraining preset: which model size, sequence length, batch
-and learning rate reach the lowest held-out loss in a fixed wall-clock budget?
+"""A small sweep for a profile's pretraining preset: which vocabulary, model shape, sequence
+length, batch and learning rate reach the lowest held-out loss in a fixed wall-clock budget, and
+do greedy completions of held-out function heads parse?
 
-For each candidate: time a few steps to measure tokens/s on this machine, set the step count
-that fills ``--budget-s`` seconds, train from scratch on the profile's FIM corpus (held-out split
-by document), and report held-out loss. Prints one row per candidate (tokens/s x steps vs loss)
-and the best. On a shared machine tokens/s is noisy: rerun the best two before changing
+For each candidate: train 14 steps and time the last 10 (tokens/s on this machine), set the step
+count that fills ``--budget-s`` seconds, train from scratch on the profile's FIM corpus built
+with a course tokenizer of the candidate's vocabulary (held-out split by document), and report
+the held-out loss (nats per token and bits per byte, on ``--eval-rows`` rows spread over the
+held-out split) and the share of ``--heads`` completions that parse. Nats per token depend on the
+vocabulary (a smaller one cuts text into more, easier tokens); bits per byte do not, so compare
+vocabularies by bits per byte.
+
+Each vocabulary needs its tokenizer and corpus (about 2 minutes on 2 cores the first time; cached
+under ``artifacts/``). On a shared machine tokens/s is noisy: rerun the best two before changing
 ``qcoder_lib/train/recipe.py``'s presets.
 
-    .venv/bin/python benchmarks/train_sweep.py --profile cpu --budget-s 60
-    .venv/bin/python benchmarks/train_sweep.py --profile smoke --budget-s 10 --only 0,1
+    .venv/bin/python benchmarks/train_sweep.py --profile cpu --budget-s 150 --only 1,3,6,10
+    .venv/bin/python benchmarks/train_sweep.py --profile cpu --budget-s 300 --only 10,11
+    .venv/bin/python benchmarks/train_sweep.py --profile smoke --budget-s 10 --only 0
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from dataclasses import asdict
 
-# (name, model overrides, seq_len, batch_size, lr): the cpu profile's candidates
+# (name, vocabulary (regular tokens), model overrides, seq_len, batch_size, lr); the numbers of
+# the 2026-11-30 sweep on 2 idle cores are in benchmarks/results/2026-11-30-cpu-train-sweep.md
+W128 = {"hidden_size": 128, "intermediate_size": 384, "num_attention_heads": 4}
 CANDIDATES = [
-    ("cpu preset 6x256, T256", {}, 256, 16, 2e-3),
-    ("4x256, T256", {"num_hidden_layers": 4}, 256, 16, 2e-3),
-    ("4x256, T256, lr 3e-3", {"num_hidden_layers": 4}, 256, 16, 3e-3),
-    ("4x192, T256", {"num_hidden_layers": 4, "hidden_size": 192, "intermediate_size": 512,
-                     "num_attention_heads": 6}, 256, 16, 3e-3),
-    ("4x256, T128, B32", {"num_hidden_layers": 4}, 128, 32, 2e-3),
-    ("3x256, T256", {"num_hidden_layers": 3}, 256, 16, 3e-3),
+    ("the profile's preset", None, None, None, None, None),
+    ("v8192 4x256 T256 B16", 8192, {"num_hidden_layers": 4}, 256, 16, 2e-3),
+    ("v4096 4x256 T256 B16", 4096, {"num_hidden_layers": 4}, 256, 16, 3e-3),
+    ("v2048 4x256 T256 B16", 2048, {"num_hidden_layers": 4}, 256, 16, 3e-3),
+    ("v4096 4x256 T128 B8", 4096, {"num_hidden_layers": 4}, 128, 8, 5e-3),
+    ("v2048 4x256 T128 B8", 2048, {"num_hidden_layers": 4}, 128, 8, 5e-3),
+    ("v2048 2x128 T128 B8", 2048, {"num_hidden_layers": 2, **W128}, 128, 8, 1e-2),
+    ("v2048 2x128 T128 B8 lr2e-2", 2048, {"num_hidden_layers": 2, **W128}, 128, 8, 2e-2),
+    ("v2048 3x128 T128 B8", 2048, {"num_hidden_layers": 3, **W128}, 128, 8, 1e-2),
+    ("v2048 4x128 T128 B8", 2048, {"num_hidden_layers": 4, **W128}, 128, 8, 1e-2),
+    ("v2048 2x128 T128 B16", 2048, {"num_hidden_layers": 2, **W128}, 128, 16, 1e-2),
+    ("v2048 3x128 T128 B16", 2048, {"num_hidden_layers": 3, **W128}, 128, 16, 1e-2),
 ]
+
+
+class SpreadRows:
+    """``n`` rows spread evenly over ``rows`` (what ``evaluate(max_rows=n)`` scores)."""
+
+    def __init__(self, rows, n: int):
+        self.rows, self.idx = rows, [i * len(rows) // n for i in range(min(n, len(rows)))]
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def get(self, picked):
+        return self.rows.get([self.idx[i] for i in picked])
+
+
+def held_out_python(fim_dir, tok, held_out: float, seed: int = 0) -> list[str]:
+    """The held-out Python files (left-to-right documents) of a FIM corpus, as text."""
+    from qcoder_lib.data import TokenShards
+    from qcoder_lib.fim import is_code
+    from qcoder_lib.tokenizer import decode
+    from qcoder_lib.train.rows import held_out_mask
+
+    shards = TokenShards(fim_dir)
+    spans = list(shards.spans())
+    mask = held_out_mask(len(spans), held_out, seed)
+    return [decode(tok, shards.document_ids(s)[:-1].tolist()) for s, m in zip(spans, mask)
+            if m and is_code(s.meta) and s.meta.get("fim") == "plain"
+            and str(s.meta.get("path", "")).endswith(".py")]
 
 
 def main() -> None:
     """Run the candidates and print the table."""
-    from qcoder_lib.tokenizer import course_tokenizer
-    from qcoder_lib.train import ShardRows, train
+    from qcoder_lib.io import artifacts_dir
+    from qcoder_lib.tokenizer import COURSE_VOCAB_SIZE, course_tokenizer
+    from qcoder_lib.train import ShardRows, evaluate, token_byte_lengths, train
+    from qcoder_lib.train.probes import completion_parse_share, function_heads
     from qcoder_lib.train.recipe import (
         PretrainPreset,
         course_corpus,
@@ -44,41 +90,56 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
-    ap.add_argument("--budget-s", type=float, default=60.0, help="training seconds per candidate")
+    ap.add_argument("--budget-s", type=float, default=150.0, help="training seconds per candidate")
     ap.add_argument("--only", default=None, help="comma-separated candidate numbers")
-    ap.add_argument("--eval-rows", type=int, default=64, help="held-out rows scored")
+    ap.add_argument("--eval-rows", type=int, default=256, help="held-out rows scored")
+    ap.add_argument("--heads", type=int, default=40, help="function heads completed")
     args = ap.parse_args()
 
     base = pretrain_preset(args.profile)
-    tok = course_tokenizer(args.profile)
     picked = range(len(CANDIDATES)) if args.only is None else map(int, args.only.split(","))
-    rows_out = []
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        fim_corpus(course_corpus(args.profile, tok), tok, base.fim_rate, f"{tmp}/fim")
         for i in picked:
-            name, model_over, T, B, lr = CANDIDATES[i]
-            preset = PretrainPreset(**{**asdict(base), "model": model_over, "seq_len": T,
-                                       "batch_size": B, "lr": lr})
-            train_rows, held = ShardRows(f"{tmp}/fim", T).split(base.held_out, seed=0)
-            probe = preset.train_config(f"{tmp}/probe{i}", steps=4, warmup_steps=1,
+            name, vocab, model_over, T, B, lr = CANDIDATES[i]
+            vocab = vocab or COURSE_VOCAB_SIZE[args.profile]
+            preset = base if model_over is None else PretrainPreset(**{
+                **asdict(base), "model": model_over, "seq_len": T, "batch_size": B, "lr": lr})
+            tok = course_tokenizer(args.profile, vocab_size=vocab)
+            folder = (None if vocab == COURSE_VOCAB_SIZE[args.profile]
+                      else artifacts_dir() / "pretrain" / f"corpus-{args.profile}-{vocab}")
+            fim_dir = f"{tmp}/fim-{vocab}"
+            if not os.path.exists(fim_dir):
+                fim_corpus(course_corpus(args.profile, tok, folder), tok, base.fim_rate, fim_dir)
+            train_rows, held = ShardRows(fim_dir, preset.seq_len).split(base.held_out, seed=0)
+
+            stamps = []
+            probe = preset.train_config(f"{tmp}/probe{i}", steps=14, warmup_steps=1,
                                         checkpoint_every=0, eval_every=0, progress=False)
-            t0 = time.perf_counter()
-            train(course_model(args.profile, tok, preset), train_rows, probe)
-            per_step = (time.perf_counter() - t0) / 4
+            train(course_model(args.profile, tok, preset), train_rows, probe,
+                  on_step=lambda r: stamps.append(time.perf_counter()))
+            per_step = (stamps[-1] - stamps[3]) / 10
             steps = max(10, int(args.budget_s / per_step))
-            cfg = preset.train_config(f"{tmp}/run{i}", steps=steps, warmup_steps=max(steps // 20, 1),
-                                      checkpoint_every=0, eval_every=steps,
-                                      eval_rows=args.eval_rows, progress=False)
+            cfg = preset.train_config(f"{tmp}/run{i}", steps=steps, checkpoint_every=0,
+                                      warmup_steps=max(steps // 20, 5), eval_every=0,
+                                      progress=False)
             model = course_model(args.profile, tok, preset)
-            res = train(model, train_rows, cfg, eval_data=held, tokenizer=tok)
-            tps = cfg.batch_size * T * steps / res.seconds
-            rows_out.append((name, model.num_params().total, tps, steps, res.eval_loss,
-                             res.eval_bpb, res.seconds))
-            print(f"[{i}] {name:26s} {rows_out[-1][1]:>10,} params {tps:9,.0f} tok/s "
-                  f"{steps:5d} steps -> held-out {res.eval_loss:.3f} nats "
-                  f"({res.eval_bpb:.3f} bits/byte) in {res.seconds:.0f} s", flush=True)
-    best = min(rows_out, key=lambda r: r[4])
-    print(f"best in {args.budget_s:.0f} s: {best[0]} (held-out {best[4]:.3f} nats)")
+            res = train(model, train_rows, cfg)
+            ev = evaluate(model, SpreadRows(held, args.eval_rows), 16,
+                          token_bytes=token_byte_lengths(tok, model.config.vocab_size))
+            heads = function_heads(held_out_python(fim_dir, tok, base.held_out), args.heads)
+            share, functions = completion_parse_share(model, tok, heads, max_new_tokens=128)
+            tps = res.tokens / res.seconds
+            results.append((i, name, ev.loss, ev.bits_per_byte, share))
+            print(f"[{i}] {name:24s} {model.num_params().total / 1e6:5.2f} M params "
+                  f"{tps:7,.0f} tok/s x {res.seconds:4.0f} s = {res.tokens / 1e6:4.2f} M tokens "
+                  f"({steps} steps, lr {preset.lr:g}) -> held-out {ev.loss:.3f} nats "
+                  f"{ev.bits_per_byte:.3f} bits/byte; {share:.0%} of {len(heads)} parse",
+                  flush=True)
+            print("     e.g. " + functions[0].rstrip().replace("\n", "\n          "), flush=True)
+    best = min(results, key=lambda r: r[3])
+    print(f"best in {args.budget_s:.0f} s by bits per byte: [{best[0]}] {best[1]} "
+          f"({best[2]:.3f} nats, {best[3]:.3f} bits/byte, {best[4]:.0%} parse)")
 
 
 if __name__ == "__main__":

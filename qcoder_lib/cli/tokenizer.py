@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    "are written)")
     p.add_argument("--vocab-size", type=int, default=None, metavar="N",
                    help="regular (BPE) tokens to learn, the 22 special tokens come on top "
-                        "(default: the profile's: smoke 2048, cpu 8192, gpu 32768)")
+                        "(default: the profile's: smoke 2048, cpu 2048, gpu 32768)")
     p.add_argument("--rebuild", action="store_true",
                    help="retrain even when a cached tokenizer with the same recipe exists")
     p.set_defaults(run=run)
