@@ -53,12 +53,13 @@ class PretrainPreset:
 PRETRAIN_PRESETS = {
     "smoke": PretrainPreset(seq_len=128, batch_size=16, steps=150, lr=3e-3, eval_every=25,
                             eval_rows=32, checkpoint_every=75),
-    # cpu: chosen with benchmarks/train_sweep.py on 2 idle cores for notebook 06's budget (two
-    # runs of about 5 minutes: the main run and the FIM experiment's rate-0 run). In that budget
-    # a tiny model seeing many tokens wins: 3 layers x 128 (0.87 M parameters with the 2,048-token
-    # vocabulary) at ~15,000 tokens/s reaches a held-out 3.33 nats (1.80 bits/byte) in 4.6 M
-    # tokens, where 4 x 256 with 8,192 tokens reached 6.3 (2.7) and 2 x 128 reached 3.12 nats but
-    # wrote Python that rarely parses; small batches (more steps) and lr 1e-2 beat larger ones.
+    # cpu: chosen with benchmarks/train_sweep.py on 2 idle cores for notebook 06's budget, two
+    # runs of about 5 minutes (the main run and the FIM experiment's rate-0 run); results in
+    # benchmarks/results/2026-11-30-cpu-train-sweep.md. A tiny model seeing many tokens wins:
+    # 3 layers x 128 (0.87 M parameters with the 2,048-token tokenizer) at ~15,000 tokens/s
+    # reached a held-out 3.33 nats (1.80 bits/byte) in 4.6 M tokens; 4 x 256 with 8,192 tokens
+    # saw 0.45 M tokens in 150 s and reached 6.32 (2.69); 2 x 128 reached 3.12 nats in 5 min but
+    # its completions rarely parse. Small batches (more steps) and lr 1e-2 beat larger ones.
     "cpu": PretrainPreset(model={"num_hidden_layers": 3, "hidden_size": 128,
                                  "intermediate_size": 384, "num_attention_heads": 4},
                           seq_len=128, batch_size=16, steps=2200, lr=1e-2, warmup_steps=100,
