@@ -151,10 +151,11 @@ _SIZES = {
     "32B": (5120, 64, 40, 8, 27648, False, 152064),
 }  # fmt: skip
 # Course models: same architecture, small; RoPE base 10,000 as in file-level pretraining.
-# Their vocab (8192) is replaced by the course tokenizer's size in QwenConfig.preset.
+# Their vocab (8192) is replaced by the course tokenizer's size in QwenConfig.preset. cpu: the
+# model that learns most in notebook 06's five minutes on 2 cores (benchmarks/train_sweep.py).
 _COURSE_SIZES = {
     "smoke": (64, 2, 4, 2, 176, True, 8192),
-    "cpu": (256, 6, 8, 2, 704, True, 8192),
+    "cpu": (128, 3, 4, 2, 384, True, 8192),
     "gpu": (768, 12, 12, 2, 2048, True, 8192),
 }  # fmt: skip
 _COLUMNS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",

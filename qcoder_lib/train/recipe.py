@@ -60,9 +60,8 @@ PRETRAIN_PRESETS = {
     # reached a held-out 3.33 nats (1.80 bits/byte) in 4.6 M tokens; 4 x 256 with 8,192 tokens
     # saw 0.45 M tokens in 150 s and reached 6.32 (2.69); 2 x 128 reached 3.12 nats in 5 min but
     # its completions rarely parse. Small batches (more steps) and lr 1e-2 beat larger ones.
-    "cpu": PretrainPreset(model={"num_hidden_layers": 3, "hidden_size": 128,
-                                 "intermediate_size": 384, "num_attention_heads": 4},
-                          seq_len=128, batch_size=16, steps=2200, lr=1e-2, warmup_steps=100,
+    # The model is QwenConfig.preset("cpu") itself.
+    "cpu": PretrainPreset(seq_len=128, batch_size=16, steps=2200, lr=1e-2, warmup_steps=100,
                           eval_every=550, eval_rows=64, checkpoint_every=1100),
     "gpu": PretrainPreset(seq_len=1024, batch_size=32, steps=6000, lr=6e-4, warmup_steps=200,
                           eval_every=500, eval_rows=256, checkpoint_every=1000),
