@@ -6,7 +6,8 @@ For each candidate: train 14 steps and time the last 10 (tokens/s on this machin
 count that fills ``--budget-s`` seconds, train from scratch on the profile's FIM corpus built
 with a course tokenizer of the candidate's vocabulary (held-out split by document), and report
 the held-out loss (nats per token and bits per byte, on ``--eval-rows`` rows spread over the
-held-out split) and the share of ``--heads`` completions that parse. Nats per token depend on the
+held-out split) and the shares of ``--heads`` completions that parse as they stand and that are
+valid Python so far (``probes.check_completions``). Nats per token depend on the
 vocabulary (a smaller one cuts text into more, easier tokens); bits per byte do not, so compare
 vocabularies by bits per byte.
 
@@ -29,14 +30,16 @@ from dataclasses import asdict
 
 # (name, vocabulary (regular tokens), model overrides, seq_len, batch_size, lr); the numbers of
 # the 2026-11-30 sweep on 2 idle cores are in benchmarks/results/2026-11-30-cpu-train-sweep.md
+# full shapes (overrides of QwenConfig.preset(profile), whose cpu shape is the sweep's winner)
+W256 = {"hidden_size": 256, "intermediate_size": 704, "num_attention_heads": 8}
 W128 = {"hidden_size": 128, "intermediate_size": 384, "num_attention_heads": 4}
 CANDIDATES = [
     ("the profile's preset", None, None, None, None, None),
-    ("v8192 4x256 T256 B16", 8192, {"num_hidden_layers": 4}, 256, 16, 2e-3),
-    ("v4096 4x256 T256 B16", 4096, {"num_hidden_layers": 4}, 256, 16, 3e-3),
-    ("v2048 4x256 T256 B16", 2048, {"num_hidden_layers": 4}, 256, 16, 3e-3),
-    ("v4096 4x256 T128 B8", 4096, {"num_hidden_layers": 4}, 128, 8, 5e-3),
-    ("v2048 4x256 T128 B8", 2048, {"num_hidden_layers": 4}, 128, 8, 5e-3),
+    ("v8192 4x256 T256 B16", 8192, {"num_hidden_layers": 4, **W256}, 256, 16, 2e-3),
+    ("v4096 4x256 T256 B16", 4096, {"num_hidden_layers": 4, **W256}, 256, 16, 3e-3),
+    ("v2048 4x256 T256 B16", 2048, {"num_hidden_layers": 4, **W256}, 256, 16, 3e-3),
+    ("v4096 4x256 T128 B8", 4096, {"num_hidden_layers": 4, **W256}, 128, 8, 5e-3),
+    ("v2048 4x256 T128 B8", 2048, {"num_hidden_layers": 4, **W256}, 128, 8, 5e-3),
     ("v2048 2x128 T128 B8", 2048, {"num_hidden_layers": 2, **W128}, 128, 8, 1e-2),
     ("v2048 2x128 T128 B8 lr2e-2", 2048, {"num_hidden_layers": 2, **W128}, 128, 8, 2e-2),
     ("v2048 3x128 T128 B8", 2048, {"num_hidden_layers": 3, **W128}, 128, 8, 1e-2),
@@ -79,7 +82,7 @@ def main() -> None:
     from qcoder_lib.io import artifacts_dir
     from qcoder_lib.tokenizer import COURSE_VOCAB_SIZE, course_tokenizer
     from qcoder_lib.train import ShardRows, evaluate, token_byte_lengths, train
-    from qcoder_lib.train.probes import completion_parse_share, function_heads
+    from qcoder_lib.train.probes import check_completions, function_heads
     from qcoder_lib.train.recipe import (
         PretrainPreset,
         course_corpus,
@@ -128,18 +131,22 @@ def main() -> None:
             ev = evaluate(model, SpreadRows(held, args.eval_rows), 16,
                           token_bytes=token_byte_lengths(tok, model.config.vocab_size))
             heads = function_heads(held_out_python(fim_dir, tok, base.held_out), args.heads)
-            share, functions = completion_parse_share(model, tok, heads, max_new_tokens=128)
+            checks = check_completions(model, tok, heads, max_new_tokens=128)
+            share = sum(c.parses for c in checks) / len(checks)
+            valid = sum(c.valid for c in checks) / len(checks)
             tps = res.tokens / res.seconds
-            results.append((i, name, ev.loss, ev.bits_per_byte, share))
+            results.append((i, name, ev.loss, ev.bits_per_byte, share, valid))
             print(f"[{i}] {name:24s} {model.num_params().total / 1e6:5.2f} M params "
                   f"{tps:7,.0f} tok/s x {res.seconds:4.0f} s = {res.tokens / 1e6:4.2f} M tokens "
                   f"({steps} steps, lr {preset.lr:g}) -> held-out {ev.loss:.3f} nats "
-                  f"{ev.bits_per_byte:.3f} bits/byte; {share:.0%} of {len(heads)} parse",
+                  f"{ev.bits_per_byte:.3f} bits/byte; of {len(heads)} completions {share:.0%} parse, "
+                  f"{valid:.0%} valid so far",
                   flush=True)
-            print("     e.g. " + functions[0].rstrip().replace("\n", "\n          "), flush=True)
+            print("     e.g. " + checks[0].function.rstrip().replace("\n", "\n          "),
+                  flush=True)
     best = min(results, key=lambda r: r[3])
     print(f"best in {args.budget_s:.0f} s by bits per byte: [{best[0]}] {best[1]} "
-          f"({best[2]:.3f} nats, {best[3]:.3f} bits/byte, {best[4]:.0%} parse)")
+          f"({best[2]:.3f} nats, {best[3]:.3f} bits/byte, {best[4]:.0%} parse, {best[5]:.0%} valid)")
 
 
 if __name__ == "__main__":
