@@ -120,7 +120,7 @@ def main() -> None:
             probe = preset.train_config(f"{tmp}/probe{i}", steps=14, warmup_steps=1,
                                         checkpoint_every=0, eval_every=0, progress=False)
             train(course_model(args.profile, tok, preset), train_rows, probe,
-                  on_step=lambda r: stamps.append(time.perf_counter()))
+                  on_step=lambda r, stamps=stamps: stamps.append(time.perf_counter()))
             per_step = (stamps[-1] - stamps[3]) / 10
             steps = max(10, int(args.budget_s / per_step))
             cfg = preset.train_config(f"{tmp}/run{i}", steps=steps, checkpoint_every=0,
@@ -139,14 +139,15 @@ def main() -> None:
             print(f"[{i}] {name:24s} {model.num_params().total / 1e6:5.2f} M params "
                   f"{tps:7,.0f} tok/s x {res.seconds:4.0f} s = {res.tokens / 1e6:4.2f} M tokens "
                   f"({steps} steps, lr {preset.lr:g}) -> held-out {ev.loss:.3f} nats "
-                  f"{ev.bits_per_byte:.3f} bits/byte; of {len(heads)} completions {share:.0%} parse, "
-                  f"{valid:.0%} valid so far",
+                  f"{ev.bits_per_byte:.3f} bits/byte; of {len(heads)} completions "
+                  f"{share:.0%} parse, {valid:.0%} valid so far",
                   flush=True)
             print("     e.g. " + checks[0].function.rstrip().replace("\n", "\n          "),
                   flush=True)
     best = min(results, key=lambda r: r[3])
     print(f"best in {args.budget_s:.0f} s by bits per byte: [{best[0]}] {best[1]} "
-          f"({best[2]:.3f} nats, {best[3]:.3f} bits/byte, {best[4]:.0%} parse, {best[5]:.0%} valid)")
+          f"({best[2]:.3f} nats, {best[3]:.3f} bits/byte, {best[4]:.0%} parse, "
+          f"{best[5]:.0%} valid)")
 
 
 if __name__ == "__main__":

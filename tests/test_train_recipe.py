@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-import qcoder_lib.data as data
+from qcoder_lib import data
 from qcoder_lib.tokenizer import tokenizer_fingerprint, train_tokenizer
 from qcoder_lib.train.recipe import PRETRAIN_PRESETS, course_corpus, pretrain_preset
 

@@ -117,7 +117,6 @@ __all__ = [
     "encode_data",
     "encode_data_batch",
     "load_tokenizer",
-    "tokenizer_fingerprint",
     "padded_vocab_size",
     "qwen_id_map",
     "regular_vocab_size",
@@ -125,5 +124,6 @@ __all__ = [
     "special_id",
     "special_ids",
     "tokenizer_corpus",
+    "tokenizer_fingerprint",
     "train_tokenizer",
 ]
