@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rank 0: {args.strategy} on {info.world_size} rank(s), {res.steps} steps, "
                   f"loss {res.losses[0] if res.losses else float('nan'):.4f} -> "
                   f"{res.losses[-1] if res.losses else float('nan'):.4f}")
+        if info.world_size > 1:  # leave together: a rank that tears its gloo pairs down while
+            torch.distributed.barrier()  # a peer still works can abort the peer at exit
     finally:
         shutdown_distributed()
     return 0
