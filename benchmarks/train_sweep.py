@@ -49,19 +49,6 @@ CANDIDATES = [
 ]
 
 
-class SpreadRows:
-    """``n`` rows spread evenly over ``rows`` (what ``evaluate(max_rows=n)`` scores)."""
-
-    def __init__(self, rows, n: int):
-        self.rows, self.idx = rows, [i * len(rows) // n for i in range(min(n, len(rows)))]
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def get(self, picked):
-        return self.rows.get([self.idx[i] for i in picked])
-
-
 def held_out_python(fim_dir, tok, held_out: float, seed: int = 0) -> list[str]:
     """The held-out Python files (left-to-right documents) of a FIM corpus, as text."""
     from qcoder_lib.data import TokenShards
@@ -128,7 +115,7 @@ def main() -> None:
                                       progress=False)
             model = course_model(args.profile, tok, preset)
             res = train(model, train_rows, cfg)
-            ev = evaluate(model, SpreadRows(held, args.eval_rows), 16,
+            ev = evaluate(model, held, 16, args.eval_rows,  # rows spread over the split
                           token_bytes=token_byte_lengths(tok, model.config.vocab_size))
             heads = function_heads(held_out_python(fim_dir, tok, base.held_out), args.heads)
             checks = check_completions(model, tok, heads, max_new_tokens=128)
